@@ -1,0 +1,103 @@
+"""Server health, model states and the figures from Triton's statistics API, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from maas_client.errors import ServerUnavailableError
+from maas_client.urls import normalize_url
+
+NS_PER_MS = 1e6
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelStatus:
+    name: str
+    version: str
+    state: str
+    reason: str = ""
+    requests: int = 0
+    failures: int = 0
+    inferences: int = 0
+    executions: int = 0
+    avg_queue_ms: float | None = None
+    avg_compute_ms: float | None = None
+
+    @property
+    def avg_batch(self) -> float | None:
+        return self.inferences / self.executions if self.executions else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerStatus:
+    url: str
+    live: bool
+    ready: bool
+    version: str
+    models: list[ModelStatus] = field(default_factory=list)
+
+
+def _avg_ms(duration: dict[str, Any], count: int) -> float | None:
+    return int(duration.get("ns", 0)) / count / NS_PER_MS if count else None
+
+
+def _stats_by_model(stats: dict[str, Any]) -> dict[tuple[str, str], ModelStatus]:
+    found = {}
+    for entry in stats.get("model_stats", []):
+        inference = entry.get("inference_stats", {})
+        success = int(inference.get("success", {}).get("count", 0))
+        executions = int(entry.get("execution_count", 0))
+        compute_ns = sum(
+            int(inference.get(part, {}).get("ns", 0))
+            for part in ("compute_input", "compute_infer", "compute_output")
+        )
+        found[(entry["name"], str(entry.get("version", "")))] = ModelStatus(
+            name=entry["name"],
+            version=str(entry.get("version", "")),
+            state="",
+            requests=success + int(inference.get("fail", {}).get("count", 0)),
+            failures=int(inference.get("fail", {}).get("count", 0)),
+            inferences=int(entry.get("inference_count", 0)),
+            executions=executions,
+            avg_queue_ms=_avg_ms(inference.get("queue", {}), success),
+            avg_compute_ms=_avg_ms({"ns": compute_ns}, executions),
+        )
+    return found
+
+
+def fetch_status(url: str | None = None, timeout_s: float = 5.0) -> ServerStatus:
+    import tritonclient.http as httpclient
+
+    address = normalize_url(url)
+    client = httpclient.InferenceServerClient(
+        address, connection_timeout=timeout_s, network_timeout=timeout_s
+    )
+    try:
+        try:
+            live = client.is_server_live()
+        except Exception as error:  # connection refused, DNS, timeout: all mean "not there"
+            raise ServerUnavailableError(
+                f"no Triton server answers at {address} ({type(error).__name__}); start one "
+                "with `maas serve`"
+            ) from None
+        ready = client.is_server_ready()
+        version = client.get_server_metadata().get("version", "?")
+        index = client.get_model_repository_index()
+        stats = _stats_by_model(client.get_inference_statistics())
+    finally:
+        client.close()
+    models = []
+    for entry in index:
+        key = (entry["name"], str(entry.get("version", "")))
+        base = stats.get(key) or ModelStatus(name=key[0], version=key[1], state="")
+        models.append(
+            ModelStatus(
+                **{
+                    **base.__dict__,
+                    "state": entry.get("state", "UNKNOWN"),
+                    "reason": entry.get("reason", ""),
+                }
+            )
+        )
+    return ServerStatus(url=address, live=live, ready=ready, version=version, models=models)

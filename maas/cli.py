@@ -1,0 +1,180 @@
+"""The `maas` command: one entry point for serving, checking, building and playing."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from maas.errors import MaasError
+from maas.paths import default_repository
+from maas.server.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
+
+app = typer.Typer(
+    help="Models as a service for games: serve, check, build and play with the model repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Triton's HTTP endpoint, HOST:PORT with or without http://"),
+]
+RepositoryOption = Annotated[
+    Path | None,
+    typer.Option(help="Model repository (default: ./model_repository, else the checkout's)"),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def serve(
+    repository: RepositoryOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP/REST port")] = DEFAULT_HTTP_PORT,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port")] = DEFAULT_GRPC_PORT,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port")] = (
+        DEFAULT_METRICS_PORT
+    ),
+    log_file: Annotated[Path | None, typer.Option(help="Where Triton's log goes")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Echo Triton's log")] = False,
+) -> None:
+    """Start Triton on this machine (no Docker) and serve the repository until Ctrl-C."""
+    from maas.server import ServerConfig, TritonServer
+
+    try:
+        config = ServerConfig(
+            repository=repository or default_repository(),
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            log_file=log_file,
+            verbose=verbose,
+        )
+    except ValueError as error:
+        fail(str(error), 2)
+    server = TritonServer(config)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with console.status(f"Starting Triton on {config.repository} (log: {server.log_path})"):
+            server.start()
+        print_ready(server)
+        while server.is_running():
+            time.sleep(0.5)
+        code = server.stop()
+        fail(f"Triton exited unexpectedly (code {code}); see {server.log_path}")
+    except KeyboardInterrupt:
+        console.print("Stopping Triton ...")
+        code = server.stop()
+        console.print(f"Stopped (Triton exit code {code}).")
+
+
+def print_ready(server) -> None:
+    cfg = server.config
+    console.print(f"[bold green]Triton is ready[/] in {server.startup_s:.1f} s")
+    console.print(f"  HTTP     http://{cfg.host}:{cfg.http_port}  (KServe v2: /v2/health/ready)")
+    console.print(f"  gRPC     {cfg.host}:{cfg.grpc_port}")
+    console.print(f"  Metrics  http://{cfg.host}:{cfg.metrics_port}/metrics")
+    console.print(f"  Log      {server.log_path}")
+    table = Table("model", "version", "state", title=f"Models in {cfg.repository}")
+    for model in server.model_states():
+        table.add_row(model.name, model.version, model.state)
+    console.print(table)
+    console.print("Press Ctrl-C to stop.")
+
+
+@app.command()
+def status(url: UrlOption = None) -> None:
+    """Health, model versions and states, and Triton's statistics for each model."""
+    from maas_client.status import fetch_status
+
+    found = fetch_status(url)
+    health = "[green]ready[/]" if found.ready else "[yellow]live, not ready[/]"
+    console.print(f"Triton {found.version} at {found.url}: {health}")
+    table = Table(
+        "model",
+        "version",
+        "state",
+        "requests",
+        "failed",
+        "inferences",
+        "batches",
+        "avg batch",
+        "avg queue ms",
+        "avg compute ms",
+    )
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for m in found.models:
+        state = m.state if not m.reason else f"{m.state}: {m.reason}"
+        table.add_row(
+            m.name,
+            m.version or "-",
+            state,
+            str(m.requests),
+            str(m.failures),
+            str(m.inferences),
+            str(m.executions),
+            fmt(m.avg_batch),
+            fmt(m.avg_queue_ms),
+            fmt(m.avg_compute_ms),
+        )
+    console.print(table)
+    if not found.ready:
+        raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    repository: RepositoryOption = None,
+    http_port: Annotated[int, typer.Option(help="HTTP/REST port")] = DEFAULT_HTTP_PORT,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port")] = DEFAULT_GRPC_PORT,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port")] = (
+        DEFAULT_METRICS_PORT
+    ),
+) -> None:
+    """The main job: build whatever models are missing, then serve them."""
+    serve(
+        repository=repository,
+        host="127.0.0.1",
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        log_file=None,
+        verbose=False,
+    )
+
+
+def main() -> None:
+    """Entry point: user mistakes print one line and exit non-zero, never a traceback."""
+    from maas_client.errors import MaasClientError
+
+    try:
+        app()
+    except (MaasError, MaasClientError) as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

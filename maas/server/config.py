@@ -1,0 +1,61 @@
+"""Typed settings for one tritonserver process, turned into its command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+DEFAULT_METRICS_PORT = 8002
+DEFAULT_STARTUP_TIMEOUT_S = 300.0
+DEFAULT_EXIT_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
+    log_file: Path | None = None  # None: a timestamped file under the cache's logs/
+    verbose: bool = False
+    startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
+    exit_timeout_s: int = DEFAULT_EXIT_TIMEOUT_S
+    extra_args: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        ports = (self.http_port, self.grpc_port, self.metrics_port)
+        for port in ports:
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} is outside 1..65535")
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    def arguments(self, backend_dir: Path) -> list[str]:
+        # explicit mode with every model loaded: `maas add-model` can load more without restart.
+        # exit-on-error off: we read each failed model's reason from the repository index and
+        # stop the server ourselves, so the user gets a message instead of a half-started server.
+        return [
+            f"--model-repository={self.repository.resolve()}",
+            f"--backend-directory={backend_dir}",
+            "--model-control-mode=explicit",
+            "--load-model=*",
+            "--exit-on-error=false",
+            "--strict-readiness=true",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false",
+            "--log-verbose=1" if self.verbose else "--log-verbose=0",
+            *self.extra_args,
+        ]

@@ -1,0 +1,243 @@
+"""A supervised tritonserver process: start, wait until every model is ready, stop cleanly.
+
+Triton runs in its own process group so that one signal reaches it and the Python backend
+stubs it spawns; it also dies with us (PR_SET_PDEATHSIG), so no stub outlives a crashed parent.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from maas.errors import ModelLoadError, PortInUseError, ServerStartError
+from maas.server.backend_dir import assemble_backend_dir, cache_root
+from maas.server.config import ServerConfig
+from maas.server.triton_paths import find_triton
+
+POLL_INTERVAL_S = 0.25
+LOG_TAIL_LINES = 200
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelState:
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise PortInUseError(
+                f"cannot listen on {host}:{port} ({error.strerror}); is another server running? "
+                "Check it with `maas status`, or pick other ports with --http-port/--grpc-port/"
+                "--metrics-port."
+            ) from None
+
+
+def _unbuilt_hint(repository: Path, name: str) -> str:
+    model_dir = repository / name
+    if model_dir.is_dir() and not any(p.name.isdigit() for p in model_dir.iterdir()):
+        return f" (no version folder yet: build it with `maas build {name}`)"
+    return ""
+
+
+class TritonServer:
+    """One tritonserver child process; use as a context manager or call start()/stop()."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self._log_thread: threading.Thread | None = None
+        self._log_file: IO[str] | None = None
+        self.log_path = config.log_file or self._default_log_path()
+        self.startup_s: float | None = None
+
+    def _default_log_path(self) -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return cache_root() / "logs" / f"triton-{self.config.http_port}-{stamp}.log"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        if not cfg.repository.is_dir():
+            raise ServerStartError(f"model repository {cfg.repository} is not a directory")
+        for port in (cfg.http_port, cfg.grpc_port, cfg.metrics_port):
+            check_port_free(cfg.host, port)
+        install = find_triton()
+        backend_dir = assemble_backend_dir(install)
+        env = dict(os.environ)
+        # The Python backend stub finds packages through the first python3 on PATH.
+        env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(install.library_dir), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = self.log_path.open("w", encoding="utf-8")
+        started = time.monotonic()
+        self._process = subprocess.Popen(
+            [str(install.binary), *cfg.arguments(backend_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self._log_thread = threading.Thread(target=self._pump_log, daemon=True)
+        self._log_thread.start()
+        try:
+            self._wait_until_ready(started + cfg.startup_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - started
+
+    def _pump_log(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for raw in self._process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self._log_tail.append(line)
+            if self._log_file is not None:
+                self._log_file.write(line + "\n")
+                self._log_file.flush()
+            if self.config.verbose:
+                print(line, file=sys.stderr, flush=True)
+
+    def _wait_until_ready(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                raise ServerStartError(
+                    f"tritonserver exited with code {self.returncode} before it was ready. "
+                    f"Last log lines ({self.log_path}):\n{self.log_tail(15)}"
+                )
+            if self._get("/v2/health/live") == 200:
+                # Triton opens its endpoints only after the initial loads are done.
+                failed = [m for m in self.model_states() if m.state != "READY"]
+                if failed:
+                    raise ModelLoadError(self._describe_failures(failed))
+                if self._get("/v2/health/ready") == 200:
+                    return
+            time.sleep(POLL_INTERVAL_S)
+        raise ServerStartError(
+            f"Triton was not ready after {self.config.startup_timeout_s:.0f} s; see {self.log_path}"
+        )
+
+    def _describe_failures(self, failed: list[ModelState]) -> str:
+        lines = [f"{len(failed)} model(s) failed to load, so the server was stopped:"]
+        for model in failed:
+            reason = model.reason or model.state
+            version = f" version {model.version}" if model.version else ""
+            hint = _unbuilt_hint(self.config.repository, model.name)
+            lines.append(f"  - {model.name}{version}: {reason}{hint}")
+        lines.append(f"Triton's log: {self.log_path}")
+        return "\n".join(lines)
+
+    def stop(self) -> int | None:
+        """SIGINT, wait for Triton's own graceful exit, then kill whatever is left in the group."""
+        process = self._process
+        if process is None:
+            return None
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=self.config.exit_timeout_s + 5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # stubs or a hung server
+        process.wait()
+        if self._log_thread is not None:
+            self._log_thread.join(timeout=5)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return process.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self._process is None:
+            return None
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- queries -----------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.poll() if self._process else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(list(self._log_tail)[-lines:])
+
+    def model_states(self) -> list[ModelState]:
+        index = self._post_json("/v2/repository/index", {})
+        return [
+            ModelState(
+                name=entry["name"],
+                version=str(entry.get("version", "")),
+                state=entry.get("state", "UNKNOWN"),
+                reason=entry.get("reason", ""),
+            )
+            for entry in index
+        ]
+
+    def _url(self, path: str) -> str:
+        return f"http://{self.config.http_url}{path}"
+
+    def _get(self, path: str) -> int | None:
+        try:
+            with urllib.request.urlopen(self._url(path), timeout=2) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None  # not listening yet
+
+    def _post_json(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            self._url(path), data=json.dumps(body).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"[]")
