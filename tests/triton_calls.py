@@ -1,0 +1,32 @@
+"""Calling a model over HTTP or gRPC with numpy in and out, the same way for both protocols."""
+
+from __future__ import annotations
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import np_to_triton_dtype
+
+
+def infer(client, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None):
+    module = grpcclient if isinstance(client, grpcclient.InferenceServerClient) else httpclient
+    tensors = []
+    for name, value in inputs.items():
+        tensor = module.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    requested = [module.InferRequestedOutput(n) for n in outputs] if outputs else None
+    result = client.infer(model, tensors, outputs=requested)
+    names = [o["name"] if isinstance(o, dict) else o.name for o in _outputs(result)]
+    return {name: result.as_numpy(name) for name in names}
+
+
+def _outputs(result):
+    response = result.get_response()
+    return response["outputs"] if isinstance(response, dict) else response.outputs
+
+
+def model_counts(client, model: str) -> tuple[int, int]:
+    """(inferences, executions) so far, from Triton's statistics API over HTTP."""
+    stats = client.get_inference_statistics(model)["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
