@@ -44,7 +44,9 @@ def test_only_requested_outputs_come_back(http_client, references):
     inputs = sample_inputs("torch_indexed", 2, np.random.default_rng(3))
     served = infer(http_client, "torch_indexed", inputs, outputs=["OUTPUT__1"])
     assert list(served) == ["OUTPUT__1"]
-    np.testing.assert_array_equal(served["OUTPUT__1"], references["torch_indexed"](inputs)["OUTPUT__1"])
+    np.testing.assert_array_equal(
+        served["OUTPUT__1"], references["torch_indexed"](inputs)["OUTPUT__1"]
+    )
 
 
 @pytest.mark.parametrize("model", ["onnx_dynamic", "torch_named", "tf_two_inputs"])
@@ -99,10 +101,14 @@ def test_wrong_dtype_is_a_client_error_and_server_keeps_serving(request, referen
     "model,bad",
     [
         ("onnx_dynamic", {"x": np.zeros((2, 4), np.float32)}),
-        ("torch_indexed", {"INPUT__0": np.zeros((1, 3), np.float32),
-                           "INPUT__1": np.zeros((1, 4), np.int32)}),
-        ("tf_two_inputs", {"features": np.zeros((40, 3), np.float32),
-                           "count": np.zeros((40, 1), np.int32)}),
+        (
+            "torch_indexed",
+            {"INPUT__0": np.zeros((1, 3), np.float32), "INPUT__1": np.zeros((1, 4), np.int32)},
+        ),
+        (
+            "tf_two_inputs",
+            {"features": np.zeros((40, 3), np.float32), "count": np.zeros((40, 1), np.int32)},
+        ),
     ],
 )
 def test_wrong_shape_is_a_400_naming_the_input(http_client, references, model, bad):

@@ -11,7 +11,7 @@ DEFAULT_URL = "127.0.0.1:8000"
 
 def normalize_url(url: str | None, default_port: int = 8000) -> str:
     """Return `host:port` as tritonclient wants it, from HOST[:PORT] with or without http://."""
-    text = (url or DEFAULT_URL).strip()
+    text = (DEFAULT_URL if url is None else url).strip()
     if not text:
         raise InvalidUrlError("the URL is empty; expected HOST:PORT, e.g. 127.0.0.1:8000")
     if "://" not in text:

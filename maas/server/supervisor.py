@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +41,17 @@ class ModelState:
     version: str
     state: str
     reason: str
+
+
+_LOAD_FAILURE = re.compile(
+    r"failed to load (?:model )?'(?P<name>[^']+)'(?: version \d+)?: (?P<reason>.+?)\"?$"
+)
+
+
+def _clean_reason(reason: str) -> str:
+    """Triton's reason without the Python stack ("At: ...") the stub appends to exceptions."""
+    reason = reason.split("\\n\\nAt:")[0].split("\n\nAt:")[0].strip()
+    return reason.removeprefix("Internal: TritonModelException: ")
 
 
 def _die_with_parent() -> None:
@@ -140,7 +152,7 @@ class TritonServer:
                 )
             if self._get("/v2/health/live") == 200:
                 # Triton opens its endpoints only after the initial loads are done.
-                failed = [m for m in self.model_states() if m.state != "READY"]
+                failed = self._failed_models()
                 if failed:
                     raise ModelLoadError(self._describe_failures(failed))
                 if self._get("/v2/health/ready") == 200:
@@ -150,10 +162,37 @@ class TritonServer:
             f"Triton was not ready after {self.config.startup_timeout_s:.0f} s; see {self.log_path}"
         )
 
+    def _failed_models(self) -> list[ModelState]:
+        """Models not READY, including those Triton left out of its index (no version folder)."""
+        states = self.model_states()
+        failed = [m for m in states if m.state != "READY"]
+        indexed = {m.name for m in states}
+        log_reasons = self._reasons_from_log()
+        for config in sorted(self.config.repository.glob("*/config.pbtxt")):
+            name = config.parent.name
+            if name not in indexed:
+                reason = log_reasons.get(name, "not loaded; see Triton's log")
+                failed.append(ModelState(name=name, version="", state="UNAVAILABLE", reason=reason))
+        return [replace(m, reason=m.reason or log_reasons.get(m.name, "")) for m in failed]
+
+    def _reasons_from_log(self) -> dict[str, str]:
+        reasons = {}
+        for line in self._log_file_lines():
+            match = _LOAD_FAILURE.search(line)
+            if match:
+                reasons[match["name"]] = match["reason"]
+        return reasons
+
+    def _log_file_lines(self) -> list[str]:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+
     def _describe_failures(self, failed: list[ModelState]) -> str:
         lines = [f"{len(failed)} model(s) failed to load, so the server was stopped:"]
         for model in failed:
-            reason = model.reason or model.state
+            reason = _clean_reason(model.reason or model.state)
             version = f" version {model.version}" if model.version else ""
             hint = _unbuilt_hint(self.config.repository, model.name)
             lines.append(f"  - {model.name}{version}: {reason}{hint}")

@@ -1,0 +1,178 @@
+"""`maas serve` and `maas status` as a user runs them: real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_ports
+from tests.fixture_models import build_repository, write_config
+
+MAAS = [sys.executable, "-m", "maas.cli"]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes (Triton, its stubs) that mention `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z" and int(entry.name) != os.getpid():
+            found.append(cmdline)
+    return found
+
+
+def wait_for_line(process: subprocess.Popen, pattern: str, timeout_s: float) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return "".join(seen)
+    raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(seen)}")
+
+
+def run_maas(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*MAAS, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def small_repository(tmp_path_factory):
+    return build_repository(
+        tmp_path_factory.mktemp("serve_repo"), ("onnx_dynamic", "torch_indexed")
+    )
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_prints_endpoints_and_stops_cleanly(small_repository, tmp_path, stop_signal):
+    http, grpc, metrics = free_ports(3)
+    log = tmp_path / "triton.log"
+    process = subprocess.Popen(
+        [
+            *MAAS,
+            "serve",
+            "--repository",
+            str(small_repository),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            "--log-file",
+            str(log),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        banner = wait_for_line(process, "Ctrl-C", 180)
+        assert f"http://127.0.0.1:{http}" in banner and f"127.0.0.1:{grpc}" in banner
+        assert f"http://127.0.0.1:{metrics}/metrics" in banner and str(log) in banner
+        assert re.search(r"onnx_dynamic[\s│]+1[\s│]+READY", banner)
+        assert re.search(r"torch_indexed[\s│]+1[\s│]+READY", banner)
+        assert processes_mentioning(str(small_repository)), "no stub processes seen while serving"
+
+        for url in (f"127.0.0.1:{http}", f"http://127.0.0.1:{http}"):
+            status = run_maas("status", "--url", url)
+            assert status.returncode == 0, status.stderr
+            assert "ready" in status.stdout
+            assert re.search(r"onnx_dynamic\s+│\s+1\s+│\s+READY", status.stdout)
+        assert "Started HTTPService" in log.read_text()
+    finally:
+        process.send_signal(stop_signal)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, rest
+    assert "Stopped" in rest
+    assert processes_mentioning(str(small_repository)) == []
+
+
+def test_status_reports_figures_from_statistics(triton, http_client):
+    import numpy as np
+
+    from tests.triton_calls import infer
+
+    for _ in range(3):
+        infer(http_client, "onnx_dynamic", {"x": np.ones((2, 3), np.float32)})
+    result = run_maas("status", "--url", triton.config.http_url)
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "onnx_dynamic" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    requests, _failed, inferences, batches = (int(c) for c in cells[3:7])
+    assert requests >= 3 and inferences >= 6 and 1 <= batches <= requests
+
+
+def test_status_without_server_is_one_clear_line():
+    (port,) = free_ports(1)
+    result = run_maas("status", "--url", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"no Triton server answers at 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_model_that_fails_to_load_stops_the_server_with_its_reason(tmp_path):
+    repository = build_repository(tmp_path / "repo", ("onnx_dynamic", "torch_named"))
+    # A config whose input names match neither forward() nor NAME__i, with a wrong count.
+    config = (repository / "torch_named/config.pbtxt").read_text()
+    (repository / "torch_named/config.pbtxt").write_text(
+        config.replace('{ name: "scale" data_type: TYPE_FP32 dims: [ 1 ] },', "")
+    )
+    write_config(
+        repository,
+        "not_built",
+        'name: "not_built"\nplatform: "onnxruntime_onnx"\n'
+        'max_batch_size: 4\ninput [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        'output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n',
+    )
+    (repository / "not_built/1").rmdir()
+    http, grpc, metrics = free_ports(3)
+    result = run_maas(
+        "serve",
+        "--repository",
+        str(repository),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        timeout=240,
+    )
+    assert result.returncode == 1
+    err = result.stderr
+    assert "2 model(s) failed to load" in err, err
+    assert "torch_named" in err and "expects 1 inputs, model provides 2" in err
+    assert "not_built" in err and "maas build not_built" in err
+    assert "onnx_dynamic" not in err
+    assert "Traceback" not in err
+    assert processes_mentioning(str(repository)) == []
+
+
+def test_port_in_use_is_reported_before_starting(triton):
+    result = run_maas(
+        "serve",
+        "--repository",
+        str(triton.config.repository),
+        "--http-port",
+        str(triton.config.http_port),
+    )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{triton.config.http_port}" in result.stderr
