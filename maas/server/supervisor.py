@@ -43,6 +43,7 @@ class ModelState:
     reason: str
 
 
+_STUB_CANNOT_START = "triton_python_backend_stub: error while loading shared libraries"
 _LOAD_FAILURE = re.compile(
     r"failed to load (?:model )?'(?P<name>[^']+)'(?: version \d+)?: (?P<reason>.+?)\"?$"
 )
@@ -145,6 +146,13 @@ class TritonServer:
 
     def _wait_until_ready(self, deadline: float) -> None:
         while time.monotonic() < deadline:
+            fatal = next((line for line in self._log_tail if _STUB_CANNOT_START in line), None)
+            if fatal:  # Triton would wait for the stub for minutes; the cause is already known
+                raise ServerStartError(
+                    "the Python backend stub cannot start: "
+                    f"{fatal.split(': ', 1)[-1]} (the stub needs the shared libpython of the "
+                    f"Python running maas; see {self.log_path})"
+                )
             if self._process is None or self._process.poll() is not None:
                 raise ServerStartError(
                     f"tritonserver exited with code {self.returncode} before it was ready. "
