@@ -145,6 +145,64 @@ def status(url: UrlOption = None) -> None:
 
 
 @app.command()
+def build(
+    model: Annotated[str, typer.Argument(help="Recipe in build/ (e.g. mnist)")],
+    quick: Annotated[bool, typer.Option(help="Small and fast, same code path (tests)")] = False,
+    repository: RepositoryOption = None,
+) -> None:
+    """Fetch data, train, evaluate and export a model as a new version folder."""
+    import json
+
+    from maas import recipes
+
+    recipe = recipes.load(model)
+    target = repository or default_repository()
+    console.print(f"[bold]Building {model}[/]{' (quick)' if quick else ''} into {target}")
+    card = recipe.build(target, quick=quick)
+    console.print_json(json.dumps(card.__dict__))
+    console.print(
+        f"[bold green]Built {model} version {card.version}[/] in {card.timings_s['total']:.0f} s: "
+        f"{target / model / str(card.version)}"
+    )
+
+
+@app.command()
+def digits(
+    files: Annotated[list[Path], typer.Argument(help="Text drawings ('#' ink, '.' blank) or .npy")],
+    url: UrlOption = None,
+    show: Annotated[bool, typer.Option(help="Print the 28x28 image the model saw")] = False,
+) -> None:
+    """Recognize drawn digits: one JSON object per line per file."""
+    import json
+
+    from maas_client.digits import DigitClient
+    from maas_client.drawing import DrawingError, load_drawing_file, render
+
+    drawings, failed = [], 0
+    for path in files:
+        try:
+            drawings.append((path, load_drawing_file(path)))
+        except DrawingError as error:
+            failed += 1
+            err_console.print(f"[red]{path}[/]: {error}", highlight=False)
+    if drawings:
+        with DigitClient(url) as client:
+            results = client.classify_batch([d for _, d in drawings])
+        for (path, _), result in zip(drawings, results):
+            record = {
+                "file": str(path),
+                "digit": result.digit,
+                "probabilities": [round(p, 6) for p in result.probabilities],
+                "top3": [[d, round(p, 4)] for d, p in result.top(3)],
+            }
+            print(json.dumps(record), flush=True)
+            if show:
+                err_console.print(render(result.image, ink="shade"), highlight=False)
+    if failed:
+        fail(f"{failed} of {len(files)} file(s) could not be read")
+
+
+@app.command()
 def up(
     repository: RepositoryOption = None,
     http_port: Annotated[int, typer.Option(help="HTTP/REST port")] = DEFAULT_HTTP_PORT,
@@ -154,6 +212,12 @@ def up(
     ),
 ) -> None:
     """The main job: build whatever models are missing, then serve them."""
+    from maas import recipes
+
+    target = repository or default_repository()
+    for name in recipes.missing(target):
+        console.print(f"[bold]{name}[/] has no version yet: building it first")
+        build(model=name, quick=False, repository=target)
     serve(
         repository=repository,
         host="127.0.0.1",

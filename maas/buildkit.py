@@ -1,0 +1,132 @@
+"""What every build recipe needs: cached downloads with checks, version folders, model cards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from maas.errors import MaasError
+from maas.server.backend_dir import cache_root
+
+console = Console(stderr=True)
+MODEL_CARD = "model_card.json"
+
+
+class BuildError(MaasError):
+    """A build could not finish: a download, a checksum, a quality gate."""
+
+
+def data_cache(name: str) -> Path:
+    path = cache_root() / "data" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, target: Path, *, description: str) -> Path:
+    """Fetch `url` to `target` with a progress bar; keep an existing file (the cache)."""
+    if target.exists():
+        return target
+    partial = target.with_suffix(target.suffix + ".partial")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(description, total=total)
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    out.write(chunk)
+                    progress.advance(task, len(chunk))
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise BuildError(f"could not download {url}: {error}") from None
+    partial.rename(target)
+    return target
+
+
+def read_json_url(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return json.loads(response.read())
+    except OSError as error:
+        raise BuildError(f"could not reach {url}: {error}") from None
+
+
+def next_version_dir(model_dir: Path) -> Path:
+    """A new numbered folder after the highest one: builds never overwrite a version."""
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    target = model_dir / str(max(versions, default=0) + 1)
+    target.mkdir()
+    return target
+
+
+def latest_version_dir(model_dir: Path) -> Path | None:
+    if not model_dir.is_dir():
+        return None
+    versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max(versions, key=lambda p: int(p.name), default=None)
+
+
+@dataclass
+class ModelCard:
+    """What a build produced and how, written beside the artifact and printed."""
+
+    model: str
+    version: int
+    quick: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, str] = field(
+        default_factory=lambda: {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or "unknown",
+        }
+    )
+
+    def write(self, version_dir: Path) -> Path:
+        path = version_dir / MODEL_CARD
+        path.write_text(json.dumps(self.__dict__, indent=2, sort_keys=False) + "\n")
+        return path
+
+
+@contextmanager
+def timed(card: ModelCard, step: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        card.timings_s[step] = round(time.monotonic() - started, 1)

@@ -1,0 +1,34 @@
+"""Finding and running the build recipes in build/ (loaded by path: build/ is not a package,
+so it cannot shadow PyPA's `build`)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from maas.buildkit import latest_version_dir
+from maas.errors import MaasError
+from maas.paths import PROJECT_ROOT
+
+RECIPES_DIR = PROJECT_ROOT / "build"
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.py") if not p.name.startswith("_"))
+
+
+def load(name: str) -> ModuleType:
+    path = RECIPES_DIR / f"{name}.py"
+    if not path.exists():
+        raise MaasError(f"no recipe named {name!r}; available: {', '.join(available())}")
+    spec = importlib.util.spec_from_file_location(f"maas_recipe_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def missing(repository: Path) -> list[str]:
+    """Recipes whose model folder in `repository` has no version built yet."""
+    return [name for name in available() if latest_version_dir(repository / name) is None]
