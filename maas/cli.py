@@ -202,6 +202,69 @@ def digits(
         fail(f"{failed} of {len(files)} file(s) could not be read")
 
 
+@app.command("tune-batching")
+def tune_batching_command(
+    model: Annotated[str, typer.Argument(help="A model loaded on the server")],
+    url: UrlOption = None,
+    delays: Annotated[str, typer.Option(help="Queue delays to try, microseconds")] = (
+        "0,500,1000,2000,5000"
+    ),
+    preferred: Annotated[str, typer.Option(help="preferred_batch_size list, '' for none")] = "",
+    concurrency: Annotated[int, typer.Option(help="Closed-loop clients")] = 16,
+    seconds: Annotated[float, typer.Option(help="Measured seconds per setting")] = 5.0,
+) -> None:
+    """Measure dynamic-batching settings on a running server (then restore the config)."""
+    import json
+    from datetime import datetime
+
+    from maas.paths import PROJECT_ROOT
+    from maas.tuning import tune_batching
+
+    def ints(text: str) -> list[int]:
+        try:
+            return [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            fail(f"expected comma-separated integers, got {text!r}", 2)
+
+    console.print(f"Measuring {model}: {concurrency} clients, {seconds:g} s per setting ...")
+    rows = tune_batching(
+        url,
+        model,
+        delays_us=ints(delays),
+        preferred=ints(preferred) or None,
+        concurrency=concurrency,
+        duration_s=seconds,
+    )
+    table = Table(
+        "dynamic_batching",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "avg batch",
+        "errors",
+        "client CPU (cores)",
+    )
+    for row in rows:
+        setting = row["dynamic_batching"]
+        label = setting if isinstance(setting, str) else json.dumps(setting)
+        table.add_row(
+            label,
+            f"{row['throughput']:.0f}",
+            f"{row['p50_ms']:.1f}",
+            f"{row['p95_ms']:.1f}",
+            f"{row['p99_ms']:.1f}",
+            str(row["avg_batch"]),
+            str(row["errors"]),
+            f"{row['client_cpu_cores']:.2f}",
+        )
+    console.print(table)
+    out = PROJECT_ROOT / "reports" / f"tune-{model}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"model": model, "concurrency": concurrency, "rows": rows}, indent=2))
+    console.print(f"Raw figures: {out}")
+
+
 @app.command()
 def up(
     repository: RepositoryOption = None,

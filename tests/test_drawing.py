@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from maas_client.drawing import DrawingError, load_drawing_file, parse_text, prepare
 
 

@@ -79,6 +79,7 @@ def test_mnist_test_labels_start_as_published(test_digits):
 def test_served_equals_in_process(mnist_server, mnist_repository, test_digits):
     import tensorflow as tf
     import tritonclient.grpc as grpcclient
+
     from maas_client.digits import DigitClient
 
     images, labels = test_digits
@@ -180,7 +181,6 @@ def test_wrong_image_size_is_a_400_and_server_keeps_serving(mnist_server, test_d
 def test_server_down_is_a_clear_client_error():
     from maas_client.digits import DigitClient
     from maas_client.errors import ServerUnavailableError
-
     from tests.conftest import free_ports
 
     (port,) = free_ports(1)

@@ -1,4 +1,5 @@
 import pytest
+
 from maas_client.errors import InvalidUrlError
 from maas_client.urls import normalize_url
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.error
@@ -109,8 +110,13 @@ class TritonServer:
         env = dict(os.environ)
         # The Python backend stub finds packages through the first python3 on PATH.
         env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        # The wheel's own libraries, and the directory holding this Python's libpython, which
+        # the stub links against (pyenv and other self-built Pythons keep it off the loader path).
+        libpython_dir = sysconfig.get_config_var("LIBDIR") or ""
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(install.library_dir), env.get("LD_LIBRARY_PATH", "")) if p
+            p
+            for p in (str(install.library_dir), libpython_dir, env.get("LD_LIBRARY_PATH", ""))
+            if p
         )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log_path.open("w", encoding="utf-8")

@@ -1,0 +1,120 @@
+"""Measure a model's dynamic-batching settings on a running server, one setting at a time.
+
+perf_analyzer is not on PyPI, so this does its core job for our configs: reload the model with
+each candidate `dynamic_batching` (Triton's repository API accepts a config override in explicit
+mode, which `maas serve` uses), drive it with the closed-loop generator, read Triton's own
+statistics for the batch sizes it formed, and put the original config back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import numpy as np
+
+from maas.loadgen import run_closed_loop
+from maas_client.urls import normalize_url
+
+WIRE_TO_NUMPY = {
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "FP64": np.float64,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+def sample_request(metadata: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One request of batch 1 with values in 0..1 (or small integers, or short strings)."""
+    inputs = {}
+    for tensor in metadata["inputs"]:
+        shape = [1] + [d if d > 0 else 8 for d in tensor["shape"][1:]]
+        if tensor["datatype"] == "BYTES":
+            inputs[tensor["name"]] = np.full(shape, b"hello there", dtype=object)
+        elif tensor["datatype"].startswith("FP"):
+            dtype = WIRE_TO_NUMPY[tensor["datatype"]]
+            inputs[tensor["name"]] = rng.random(shape).astype(dtype)
+        else:
+            dtype = WIRE_TO_NUMPY[tensor["datatype"]]
+            inputs[tensor["name"]] = rng.integers(0, 2, shape).astype(dtype)
+    return inputs
+
+
+def _caller(url: str, model: str, metadata: dict[str, Any], seed: int):
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url)
+    tensors = []
+    for name, value in sample_request(metadata, np.random.default_rng(seed)).items():
+        datatype = next(t["datatype"] for t in metadata["inputs"] if t["name"] == name)
+        tensor = httpclient.InferInput(name, list(value.shape), datatype)
+        tensor.set_data_from_numpy(value, binary_data=True)
+        tensors.append(tensor)
+    outputs = [httpclient.InferRequestedOutput(o["name"]) for o in metadata["outputs"]]
+
+    def call() -> None:
+        client.infer(model, tensors, outputs=outputs)
+
+    return call
+
+
+def _counts(client, model: str) -> tuple[int, int]:
+    stats = client.get_inference_statistics(model)["model_stats"]
+    return sum(int(s["inference_count"]) for s in stats), sum(
+        int(s["execution_count"]) for s in stats
+    )
+
+
+def tune_batching(
+    url: str | None,
+    model: str,
+    *,
+    delays_us: list[int],
+    preferred: list[int] | None,
+    concurrency: int,
+    duration_s: float,
+    include_unbatched: bool = True,
+) -> list[dict[str, Any]]:
+    import tritonclient.http as httpclient
+
+    address = normalize_url(url)
+    client = httpclient.InferenceServerClient(address)
+    original = client.get_model_config(model)
+    metadata = client.get_model_metadata(model)
+    settings: list[dict[str, Any] | None] = [None] if include_unbatched else []
+    for delay in delays_us:
+        batching: dict[str, Any] = {"max_queue_delay_microseconds": delay}
+        if preferred:
+            batching["preferred_batch_size"] = preferred
+        settings.append(batching)
+    rows = []
+    try:
+        for batching in settings:
+            config = copy.deepcopy(original)
+            config.pop("dynamic_batching", None)
+            if batching is not None:
+                config["dynamic_batching"] = batching
+            client.load_model(model, config=json.dumps(config))
+            seeds = iter(range(concurrency))
+            before = _counts(client, model)
+            result = run_closed_loop(
+                lambda seeds=seeds: _caller(address, model, metadata, next(seeds)),
+                concurrency=concurrency,
+                duration_s=duration_s,
+            )
+            inferences, executions = (a - b for a, b in zip(_counts(client, model), before))
+            row = {
+                "dynamic_batching": "off" if batching is None else batching,
+                **result.summary(),
+                "avg_batch": round(inferences / executions, 2) if executions else None,
+            }
+            rows.append(row)
+    finally:
+        client.load_model(model)  # back to the config on disk
+        client.close()
+    return rows
