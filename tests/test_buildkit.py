@@ -1,0 +1,39 @@
+"""Version folders and recipe discovery: builds add versions, never overwrite them."""
+
+from __future__ import annotations
+
+import json
+
+from maas import recipes
+from maas.buildkit import ModelCard, latest_version_dir, next_version_dir
+
+
+def test_each_build_gets_a_new_version_folder(tmp_path):
+    model = tmp_path / "mnist"
+    model.mkdir()
+    (model / "labels.txt").write_text("0\n")
+    assert latest_version_dir(model) is None
+    first = next_version_dir(model)
+    (first / "artifact").write_text("v1")
+    (model / "7").mkdir()  # a hand-made version: the next build goes after it
+    second = next_version_dir(model)
+    assert (first.name, second.name) == ("1", "8")
+    assert (first / "artifact").read_text() == "v1"
+    assert latest_version_dir(model) == second
+
+
+def test_model_card_round_trips_as_json(tmp_path):
+    card = ModelCard(model="m", version=3, quick=True, metrics={"test_accuracy": 0.99})
+    path = card.write(tmp_path)
+    loaded = json.loads(path.read_text())
+    assert loaded["version"] == 3 and loaded["metrics"]["test_accuracy"] == 0.99
+    assert "python" in loaded["environment"]
+
+
+def test_recipes_are_found_by_path_and_missing_models_listed(tmp_path):
+    assert "mnist" in recipes.available()
+    assert recipes.load("mnist").NAME == "mnist"
+    (tmp_path / "mnist").mkdir()
+    assert "mnist" in recipes.missing(tmp_path)
+    (tmp_path / "mnist" / "1").mkdir()
+    assert "mnist" not in recipes.missing(tmp_path)
