@@ -72,7 +72,9 @@ def serve(
     except ValueError as error:
         fail(str(error), 2)
     server = TritonServer(config)
+    # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         with console.status(f"Starting Triton on {config.repository} (log: {server.log_path})"):
             server.start()
