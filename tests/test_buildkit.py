@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from maas import recipes
-from maas.buildkit import ModelCard, latest_version_dir, next_version_dir
+from maas.buildkit import ModelCard, latest_version_dir, next_version_dir, staged_version
 
 
 def test_each_build_gets_a_new_version_folder(tmp_path):
@@ -22,6 +24,20 @@ def test_each_build_gets_a_new_version_folder(tmp_path):
     assert latest_version_dir(model) == second
 
 
+def test_staged_version_publishes_only_finished_builds(tmp_path):
+    model = tmp_path / "mnist"
+    model.mkdir()
+    with pytest.raises(RuntimeError), staged_version(model) as stage:
+        (stage.path / "half-written").write_text("x")
+        raise RuntimeError("interrupted")
+    assert list(model.iterdir()) == []  # nothing Triton could try to load
+    with staged_version(model) as stage:
+        (stage.path / "artifact").write_text("done")
+    assert stage.published == model / "1"
+    assert (model / "1" / "artifact").read_text() == "done"
+    assert [p.name for p in model.iterdir()] == ["1"]
+
+
 def test_model_card_round_trips_as_json(tmp_path):
     card = ModelCard(model="m", version=3, quick=True, metrics={"test_accuracy": 0.99})
     path = card.write(tmp_path)
@@ -33,7 +49,9 @@ def test_model_card_round_trips_as_json(tmp_path):
 def test_recipes_are_found_by_path_and_missing_models_listed(tmp_path):
     assert "mnist" in recipes.available()
     assert recipes.load("mnist").NAME == "mnist"
+    assert recipes.missing(tmp_path) == []  # not configured in this repository: not ours to build
     (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "config.pbtxt").write_text('name: "mnist"\n')
     assert "mnist" in recipes.missing(tmp_path)
     (tmp_path / "mnist" / "1").mkdir()
     assert "mnist" not in recipes.missing(tmp_path)

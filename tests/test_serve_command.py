@@ -176,3 +176,36 @@ def test_port_in_use_is_reported_before_starting(triton):
     )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{triton.config.http_port}" in result.stderr
+
+
+def test_tune_batching_measures_and_restores_the_config(triton, http_client):
+    before = http_client.get_model_config("onnx_dynamic")["dynamic_batching"]
+    result = run_maas(
+        "tune-batching",
+        "onnx_dynamic",
+        "--url",
+        triton.config.http_url,
+        "--delays",
+        "0,300",
+        "--preferred",
+        "4",
+        "--concurrency",
+        "2",
+        "--seconds",
+        "0.5",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"│ off\s+│\s+\d+", result.stdout)
+    assert '"max_queue_delay_microseconds": 300' in result.stdout
+    raw = Path(result.stdout.split("Raw figures: ")[1].split()[0])
+    rows = __import__("json").loads(raw.read_text())["rows"]
+    raw.unlink()
+    assert [r["errors"] for r in rows] == [0, 0, 0] and all(r["requests"] > 0 for r in rows)
+    assert http_client.get_model_config("onnx_dynamic")["dynamic_batching"] == before
+
+
+def test_tune_batching_unknown_model_is_one_line(triton):
+    result = run_maas("tune-batching", "no_such_model", "--url", triton.config.http_url)
+    assert result.returncode == 1 and "no_such_model" in result.stderr
+    assert "Traceback" not in result.stderr

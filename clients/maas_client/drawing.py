@@ -46,9 +46,14 @@ def parse_text(text: str) -> np.ndarray:
 
 
 def check_array(drawing: np.ndarray) -> np.ndarray:
-    array = np.asarray(drawing, dtype=np.float32)
+    try:
+        array = np.asarray(drawing, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DrawingError("a drawing is a 2-D array of numbers") from None
     if array.ndim != 2:
         raise DrawingError(f"a drawing is a 2-D array; got {array.ndim} dimensions")
+    if array.size == 0:
+        raise DrawingError("the drawing is empty")
     if array.shape[0] > MAX_SIDE or array.shape[1] > MAX_SIDE:
         raise DrawingError(
             f"the drawing is {array.shape[0]}x{array.shape[1]}; at most {MAX_SIDE}x{MAX_SIDE}"
@@ -70,18 +75,19 @@ def load_drawing_file(path: Path) -> np.ndarray:
         import io
 
         try:
-            return check_array(np.load(io.BytesIO(raw), allow_pickle=False))
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
         except (ValueError, OSError) as error:
             raise DrawingError(f"not a valid .npy array: {error}") from None
+        return check_array(array)
     if b"\0" in raw:
         raise DrawingError("binary data, not a text drawing")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a BOM (Windows editors) is not ink
     except UnicodeDecodeError:
         raise DrawingError("not UTF-8 text; a drawing is lines of '.' and '#'") from None
     if any(ord(ch) < 32 and ch not in "\n\r\t" for ch in text):
         raise DrawingError("control characters in the file: not a text drawing")
-    return parse_text(text.replace("\t", " "))
+    return parse_text(text.expandtabs())
 
 
 def _resample_matrix(source: int, target: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from maas_client.errors import ServerUnavailableError
+from maas_client.errors import MaasClientError, ServerUnavailableError
 from maas_client.urls import normalize_url
 
 NS_PER_MS = 1e6
@@ -21,8 +21,8 @@ class ModelStatus:
     failures: int = 0
     inferences: int = 0
     executions: int = 0
-    avg_queue_ms: float | None = None
-    avg_compute_ms: float | None = None
+    avg_queue_ms: float | None = None  # per request
+    avg_compute_ms: float | None = None  # per request: the compute of the batch it ran in
 
     @property
     def avg_batch(self) -> float | None:
@@ -61,13 +61,14 @@ def _stats_by_model(stats: dict[str, Any]) -> dict[tuple[str, str], ModelStatus]
             inferences=int(entry.get("inference_count", 0)),
             executions=executions,
             avg_queue_ms=_avg_ms(inference.get("queue", {}), success),
-            avg_compute_ms=_avg_ms({"ns": compute_ns}, executions),
+            avg_compute_ms=_avg_ms({"ns": compute_ns}, success),
         )
     return found
 
 
 def fetch_status(url: str | None = None, timeout_s: float = 5.0) -> ServerStatus:
     import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
 
     address = normalize_url(url)
     client = httpclient.InferenceServerClient(
@@ -81,10 +82,15 @@ def fetch_status(url: str | None = None, timeout_s: float = 5.0) -> ServerStatus
                 f"no Triton server answers at {address} ({type(error).__name__}); start one "
                 "with `maas serve`"
             ) from None
-        ready = client.is_server_ready()
-        version = client.get_server_metadata().get("version", "?")
-        index = client.get_model_repository_index()
-        stats = _stats_by_model(client.get_inference_statistics())
+        try:
+            ready = client.is_server_ready()
+            version = client.get_server_metadata().get("version", "?")
+            index = client.get_model_repository_index()
+            stats = _stats_by_model(client.get_inference_statistics())
+        except InferenceServerException as error:
+            raise MaasClientError(f"{address}: {error.message()}") from None
+        except OSError as error:
+            raise ServerUnavailableError(f"{address} stopped answering: {error}") from None
     finally:
         client.close()
     models = []

@@ -135,6 +135,10 @@ def default_intra_op_threads(spec: ModelSpec) -> int:
     """
     override = os.environ.get("MAAS_FRAMEWORK_THREADS", "").strip()
     if override:
+        if not override.isdigit():
+            raise BackendError(
+                f"MAAS_FRAMEWORK_THREADS={override!r} is not a whole number", client_error=False
+            )
         return max(1, int(override))
     return max(1, available_cpus() // spec.instance_count)
 
@@ -214,6 +218,8 @@ def execute_batched(
                 if tensor.name not in inputs:
                     raise BackendError(f"expected input '{tensor.name}' is missing")
                 check_input(tensor, inputs[tensor.name], spec.batching, spec.name)
+            if spec.batching and len({len(inputs[t.name]) for t in spec.inputs}) > 1:
+                raise BackendError("all inputs of a request must have the same batch size")
         except BackendError as error:
             results[index] = error
             continue

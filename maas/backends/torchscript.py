@@ -40,6 +40,15 @@ def _indices(names: list[str]) -> list[int] | None:
     return positions if sorted(positions) == list(range(len(names))) else None
 
 
+def _output_indices(names: list[str]) -> list[int] | None:
+    """Outputs `NAME__i` take element i, contiguous or not (a config may expose a subset)."""
+    found = [_INDEXED.match(n) for n in names]
+    if not all(found):
+        return None
+    positions = [int(m.group(1)) for m in found if m]
+    return positions if len(set(positions)) == len(positions) else None
+
+
 def forward_argument_names(module: torch.jit.ScriptModule) -> list[str]:
     arguments = module.forward.schema.arguments  # type: ignore[attr-defined]
     return [a.name for a in arguments if a.name != "self"]
@@ -76,7 +85,7 @@ class TorchScriptRunner:
         self.module = torch.jit.load(str(path), map_location=self.device).eval()
         self.argument_order = self._map_inputs(forward_argument_names(self.module))
         names = [t.name for t in spec.outputs]
-        self.output_positions = _indices(names) or list(range(len(names)))
+        self.output_positions = _output_indices(names) or list(range(len(names)))
 
     def _map_inputs(self, arguments: list[str]) -> list[str]:
         """Config input names in the order forward() takes them."""

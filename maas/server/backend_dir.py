@@ -10,6 +10,7 @@ copied, not linked: Triton refuses a backend library whose real path leaves the 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -28,7 +29,9 @@ def cache_root() -> Path:
 def _fingerprint(install: TritonInstall) -> str:
     digest = hashlib.sha256()
     digest.update(str(install.python_backend_dir).encode())
-    digest.update(install.python_stub.read_bytes()[:4096])
+    digest.update(importlib.metadata.version("nvidia-pytriton").encode())
+    digest.update(install.python_stub.read_bytes())
+    digest.update((install.python_backend_dir / "libtriton_python.so").read_bytes())
     for name in PYTHON_BASED_BACKENDS:
         digest.update((ADAPTERS_DIR / name / "model.py").read_bytes())
     return digest.hexdigest()[:16]

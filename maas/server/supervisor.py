@@ -56,9 +56,11 @@ def _clean_reason(reason: str) -> str:
     return reason.removeprefix("Internal: TritonModelException: ")
 
 
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: the forked child only calls it
+
+
 def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -118,18 +120,25 @@ class TritonServer:
             for p in (str(install.library_dir), libpython_dir, env.get("LD_LIBRARY_PATH", ""))
             if p
         )
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = self.log_path.open("w", encoding="utf-8")
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = self.log_path.open("w", encoding="utf-8")
+        except OSError as error:
+            raise ServerStartError(f"cannot write the log file {self.log_path}: {error}") from None
         started = time.monotonic()
-        self._process = subprocess.Popen(
-            [str(install.binary), *cfg.arguments(backend_dir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        try:
+            self._process = subprocess.Popen(
+                [str(install.binary), *cfg.arguments(backend_dir)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as error:
+            self._log_file.close()
+            raise ServerStartError(f"cannot start {install.binary}: {error}") from None
         self._log_thread = threading.Thread(target=self._pump_log, daemon=True)
         self._log_thread.start()
         try:
@@ -152,7 +161,7 @@ class TritonServer:
 
     def _wait_until_ready(self, deadline: float) -> None:
         while time.monotonic() < deadline:
-            fatal = next((line for line in self._log_tail if _STUB_CANNOT_START in line), None)
+            fatal = next((ln for ln in list(self._log_tail) if _STUB_CANNOT_START in ln), None)
             if fatal:  # Triton would wait for the stub for minutes; the cause is already known
                 raise ServerStartError(
                     "the Python backend stub cannot start: "
@@ -166,7 +175,11 @@ class TritonServer:
                 )
             if self._get("/v2/health/live") == 200:
                 # Triton opens its endpoints only after the initial loads are done.
-                failed = self._failed_models()
+                try:
+                    failed = self._failed_models()
+                except (OSError, ValueError):  # endpoint not answering yet, or a partial reply
+                    time.sleep(POLL_INTERVAL_S)
+                    continue
                 if failed:
                     raise ModelLoadError(self._describe_failures(failed))
                 if self._get("/v2/health/ready") == 200:
@@ -228,6 +241,8 @@ class TritonServer:
         process.wait()
         if self._log_thread is not None:
             self._log_thread.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -262,7 +277,7 @@ class TritonServer:
         return self._process is not None and self._process.poll() is None
 
     def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(list(self._log_tail)[-lines:])
+        return "\n".join(list(self._log_tail)[-lines:])  # list(): copied atomically
 
     def model_states(self) -> list[ModelState]:
         index = self._post_json("/v2/repository/index", {})
