@@ -21,6 +21,7 @@ from tests.conftest import free_ports
 from tests.fixture_models import CONFIGS, build_repository, reference, sample_inputs, write_config
 
 OUTPUTS = {
+    "plain_python": ["y"],
     "onnx_dynamic": ["y"],
     "torch_named": ["OUTPUT__0"],
     "torch_indexed": ["OUTPUT__0", "OUTPUT__1"],
@@ -108,6 +109,32 @@ def add_copy(repository: Path, kind: str) -> str:
     return name
 
 
+PLAIN_PYTHON_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy()
+            y = pb_utils.Tensor("y", (x * 2).astype(np.float32))
+            responses.append(pb_utils.InferenceResponse([y]))
+        return responses
+"""
+
+
+def add_plain_python_model(repository: Path) -> str:
+    """A python-backend model with none of our code: tells our bugs from the environment's."""
+    config = CONFIGS["onnx_dynamic"].replace('"onnx_dynamic"', '"plain_python"')
+    config = config.replace('platform: "onnxruntime_onnx"', 'backend: "python"')
+    config = config.replace("dims: [ 2 ]", "dims: [ 3 ]")
+    target = write_config(repository, "plain_python", config)
+    (target / "model.py").write_text(PLAIN_PYTHON_MODEL)
+    return "plain_python"
+
+
 def main() -> int:
     import torch
 
@@ -118,6 +145,7 @@ def main() -> int:
     if torch.cuda.is_available():  # KIND_GPU fails to load where there is no GPU
         models.append(add_copy(repository, "GPU"))
     models.append(add_copy(repository, "CPU"))
+    models.insert(0, add_plain_python_model(repository))
     http, grpc, metrics = free_ports(3)
     config = ServerConfig(
         repository=repository,
@@ -137,8 +165,12 @@ def main() -> int:
         rng = np.random.default_rng(0)
         for model in models:
             name = model.removesuffix("_gpu").removesuffix("_cpu")
-            inputs = sample_inputs(name, 4, rng)
-            expected = reference(repository, name)(inputs)
+            if model == "plain_python":
+                inputs = sample_inputs("onnx_dynamic", 4, rng)
+                expected = {"y": inputs["x"] * 2}
+            else:
+                inputs = sample_inputs(name, 4, rng)
+                expected = reference(repository, name)(inputs)
             for protocol in ("grpc", "binary", "json"):
                 try:
                     if protocol == "grpc":
