@@ -1,0 +1,223 @@
+"""The NPC dialogue serving path with the untrained base encoder: tokenization inside Triton,
+TorchScript scoring, and the npc_dialogue ensemble, against in-process Hugging Face and torch."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from maas.paths import PROJECT_ROOT
+from tests.conftest import server_config
+
+PAIRS = [
+    ("hello there", "Aye, welcome to my forge."),
+    ("wher is teh north door??", "The north door answers to the number of moons: three."),
+    ("", "I have nothing to say to silence."),
+    ("Ünïcödé façade — naïve café 🐉", "Dragons? Not since my grandfather's day."),
+    ("HOW MUCH 4 THE SWORD", ""),
+    ("bye", "Safe roads, friend."),
+]
+
+
+def load_export():
+    path = PROJECT_ROOT / "build" / "_npc_export.py"
+    spec = importlib.util.spec_from_file_location("npc_export", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def export():
+    return load_export()
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(export):
+    return export.make_cross_encoder(seed=3)
+
+
+@pytest.fixture(scope="module")
+def npc_repository(export, cross_encoder, tmp_path_factory):
+    return export.write_repository(tmp_path_factory.mktemp("npc_repo"), cross_encoder)
+
+
+@pytest.fixture(scope="module")
+def npc_server(npc_repository, tmp_path_factory):
+    from maas.server import TritonServer
+
+    with TritonServer(server_config(npc_repository, tmp_path_factory.mktemp("npc_logs"))) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(export):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(export.base_encoder_path()), local_files_only=True)
+
+
+def text_inputs(module, queries, candidates):
+    tensors = []
+    for name, texts in (("QUERY", queries), ("CANDIDATE", candidates)):
+        values = np.array(
+            [[t if isinstance(t, bytes) else t.encode()] for t in texts], dtype=object
+        )
+        tensor = module.InferInput(name, list(values.shape), "BYTES")
+        tensor.set_data_from_numpy(values)
+        tensors.append(tensor)
+    return tensors
+
+
+def served(client_module, url, model, queries, candidates, outputs):
+    client = client_module.InferenceServerClient(url)
+    result = client.infer(model, text_inputs(client_module, queries, candidates))
+    return {name: result.as_numpy(name) for name in outputs}
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_tokenization_in_triton_equals_hugging_face(npc_server, hf_tokenizer, protocol):
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    module = httpclient if protocol == "http" else grpcclient
+    url = (
+        npc_server.config.http_url
+        if protocol == "http"
+        else (f"127.0.0.1:{npc_server.config.grpc_port}")
+    )
+    queries, candidates = zip(*PAIRS)
+    got = served(
+        module,
+        url,
+        "npc_tokenizer",
+        queries,
+        candidates,
+        ["INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS"],
+    )
+    batch = hf_tokenizer(list(queries), list(candidates), truncation=True, max_length=128)
+    for row in range(len(PAIRS)):
+        n = len(batch["input_ids"][row])
+        assert got["INPUT_IDS"][row, :n].tolist() == batch["input_ids"][row]
+        assert got["TOKEN_TYPE_IDS"][row, :n].tolist() == batch["token_type_ids"][row]
+        assert got["ATTENTION_MASK"][row].sum() == n
+        assert not got["INPUT_IDS"][row, n:].any()
+    assert got["INPUT_IDS"].shape[1] % 16 == 0  # padded to a bucket
+
+
+def test_ensemble_scores_equal_torchscript_and_eager(
+    npc_server, npc_repository, cross_encoder, hf_tokenizer
+):
+    import torch
+    import tritonclient.http as httpclient
+
+    queries, candidates = zip(*PAIRS)
+    scores = served(
+        httpclient, npc_server.config.http_url, "npc_dialogue", queries, candidates, ["SCORE"]
+    )["SCORE"]
+    assert scores.shape == (len(PAIRS), 1) and scores.dtype == np.float32
+    batch = hf_tokenizer(
+        list(queries),
+        list(candidates),
+        truncation=True,
+        max_length=128,
+        padding=True,
+        return_tensors="pt",
+    )
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    scripted = torch.jit.load(str(npc_repository / "npc_bert/1/model.pt"))
+    with torch.inference_mode():
+        eager = cross_encoder(*args).numpy()
+        traced = scripted(*args).numpy()
+    np.testing.assert_allclose(scores, traced, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_text_rules(npc_server):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    url = npc_server.config.http_url
+    long_text = "ye olde tavern " * 700  # 10,500 characters: truncated, never an error
+    scores = served(httpclient, url, "npc_dialogue", ["", long_text], [long_text, ""], ["SCORE"])
+    assert np.isfinite(scores["SCORE"]).all()
+
+    with pytest.raises(InferenceServerException) as caught:
+        served(httpclient, url, "npc_dialogue", [b"caf\xe9 \xff"], ["hello"], ["SCORE"])
+    assert caught.value.status() == "400" and "QUERY item 0 is not valid UTF-8" in str(caught.value)
+
+    with pytest.raises(InferenceServerException) as caught:
+        served(httpclient, url, "npc_dialogue", ["hi"] * 65, ["hello"] * 65, ["SCORE"])
+    assert caught.value.status() == "400" and "batch" in str(caught.value).lower()
+
+    again = served(httpclient, url, "npc_dialogue", ["hi"], ["hello"], ["SCORE"])["SCORE"]
+    assert again.shape == (1, 1)
+
+
+def test_bert_model_is_callable_on_its_own(npc_server, hf_tokenizer, cross_encoder):
+    import torch
+    import tritonclient.http as httpclient
+
+    batch = hf_tokenizer(
+        ["where is the inn"], ["Down the hill, past the well."], return_tensors="np"
+    )
+    client = httpclient.InferenceServerClient(npc_server.config.http_url)
+    tensors = []
+    for index, key in enumerate(("input_ids", "attention_mask", "token_type_ids")):
+        value = batch[key].astype(np.int64)
+        tensor = httpclient.InferInput(f"INPUT__{index}", list(value.shape), "INT64")
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    score = client.infer("npc_bert", tensors).as_numpy("OUTPUT__0")
+    with torch.inference_mode():
+        expected = cross_encoder(
+            *(
+                torch.from_numpy(batch[k].astype(np.int64))
+                for k in ("input_ids", "attention_mask", "token_type_ids")
+            )
+        ).numpy()
+    np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_concurrent_turns_are_batched_in_the_encoder(npc_server):
+    """Eight players at once, each a line against a 12-line repertoire: the encoder merges turns."""
+    import threading
+
+    import tritonclient.http as httpclient
+
+    url = npc_server.config.http_url
+    client = httpclient.InferenceServerClient(url)
+
+    def counts():
+        stats = client.get_inference_statistics("npc_bert")["model_stats"][0]
+        return int(stats["inference_count"]), int(stats["execution_count"])
+
+    repertoire = [f"Line number {i} of the innkeeper, about ale and beds." for i in range(12)]
+    before, errors = counts(), []
+
+    def player(seed: int) -> None:
+        try:
+            for turn in range(4):
+                scores = served(
+                    httpclient,
+                    url,
+                    "npc_dialogue",
+                    [f"player {seed} asks {turn}"] * 12,
+                    repertoire,
+                    ["SCORE"],
+                )["SCORE"]
+                assert scores.shape == (12, 1)
+        except Exception as error:  # collected: an assert in a thread would be lost
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=player, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:2]
+    inferences, executions = (a - b for a, b in zip(counts(), before))
+    assert inferences == 8 * 4 * 12
+    assert executions < 8 * 4, f"{executions} encoder executions for 32 turns: nothing merged"
