@@ -31,52 +31,40 @@ OUTPUTS = {
 WIRE = {np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64"}
 
 
-def infer_json(url: str, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    body = {
-        "inputs": [
-            {
-                "name": k,
-                "shape": list(v.shape),
-                "datatype": WIRE[v.dtype],
-                "data": v.ravel().tolist(),
-            }
-            for k, v in inputs.items()
-        ]
-    }
+def json_inputs(inputs: dict[str, np.ndarray]) -> list[dict]:
+    return [
+        {"name": k, "shape": list(v.shape), "datatype": WIRE[v.dtype], "data": v.ravel().tolist()}
+        for k, v in inputs.items()
+    ]
+
+
+def post_infer(url: str, model: str, body: dict):
+    """The raw HTTP response to a KServe infer request; an HTTP error becomes SystemExit."""
     request = urllib.request.Request(
         f"http://{url}/v2/models/{model}/infer", data=json.dumps(body).encode(), method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            outputs = json.loads(response.read())["outputs"]
+        response = urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as error:
         raise SystemExit(f"{model}: HTTP {error.code}: {error.read().decode()}") from None
+    with response:
+        return response.headers, response.read()
+
+
+def infer_json(url: str, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    _, raw = post_infer(url, model, {"inputs": json_inputs(inputs)})
+    outputs = json.loads(raw)["outputs"]
     return {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in outputs}
 
 
 def infer_binary(url: str, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """KServe JSON request, outputs as binary data (what tritonclient.http asks for)."""
     body = {
-        "inputs": [
-            {
-                "name": k,
-                "shape": list(v.shape),
-                "datatype": WIRE[v.dtype],
-                "data": v.ravel().tolist(),
-            }
-            for k, v in inputs.items()
-        ],
+        "inputs": json_inputs(inputs),
         "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in OUTPUTS[model]],
     }
-    request = urllib.request.Request(
-        f"http://{url}/v2/models/{model}/infer", data=json.dumps(body).encode(), method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            header_length = int(response.headers["Inference-Header-Content-Length"])
-            raw = response.read()
-    except urllib.error.HTTPError as error:
-        raise SystemExit(f"{model}: HTTP {error.code}: {error.read().decode()}") from None
+    headers, raw = post_infer(url, model, body)
+    header_length = int(headers["Inference-Header-Content-Length"])
     header, offset, found = json.loads(raw[:header_length]), header_length, {}
     for out in header["outputs"]:
         size = out["parameters"]["binary_data_size"]

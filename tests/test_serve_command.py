@@ -47,6 +47,20 @@ def wait_for_line(process: subprocess.Popen, pattern: str, timeout_s: float) -> 
     raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(seen)}")
 
 
+def serve_args(repository: Path, http: int, grpc: int, metrics: int) -> list[str]:
+    return [
+        "serve",
+        "--repository",
+        str(repository),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+    ]
+
+
 def run_maas(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([*MAAS, *args], capture_output=True, text=True, timeout=timeout, env=env)
@@ -66,15 +80,7 @@ def test_serve_prints_endpoints_and_stops_cleanly(small_repository, tmp_path, st
     process = subprocess.Popen(
         [
             *MAAS,
-            "serve",
-            "--repository",
-            str(small_repository),
-            "--http-port",
-            str(http),
-            "--grpc-port",
-            str(grpc),
-            "--metrics-port",
-            str(metrics),
+            *serve_args(small_repository, http, grpc, metrics),
             "--log-file",
             str(log),
         ],
@@ -144,18 +150,7 @@ def test_a_model_that_fails_to_load_stops_the_server_with_its_reason(tmp_path):
     )
     (repository / "not_built/1").rmdir()
     http, grpc, metrics = free_ports(3)
-    result = run_maas(
-        "serve",
-        "--repository",
-        str(repository),
-        "--http-port",
-        str(http),
-        "--grpc-port",
-        str(grpc),
-        "--metrics-port",
-        str(metrics),
-        timeout=240,
-    )
+    result = run_maas(*serve_args(repository, http, grpc, metrics), timeout=240)
     assert result.returncode == 1
     err = result.stderr
     assert "2 model(s) failed to load" in err, err
