@@ -64,6 +64,13 @@ for f in glob.glob(os.path.join(os.path.dirname(chatterbot_corpus.__file__), "da
 CB = int(sys.argv[1])
 EPOCHS = int(sys.argv[2])
 SCALE = 20.0
+extra = ROOT / "build/data/npc/train_dialogue_more.yaml"
+if extra.exists():
+    more = yaml.safe_load(open(extra))["npcs"]
+    pairs += [
+        (p, l["text"], npc["name"]) for npc in more for l in npc["lines"] for p in l["player"]
+    ]
+print("game pairs", len(pairs), flush=True)
 data = pairs + rng.sample(cb, CB)
 opt = torch.optim.AdamW(enc.parameters(), lr=3e-5)
 t = time.time()
@@ -92,3 +99,6 @@ for epoch in range(EPOCHS):
         loss.backward()
         opt.step()
     print("epoch", epoch + 1, evaluate(), round(time.time() - t), "s", flush=True)
+if len(sys.argv) > 3:  # save the fine-tuned encoder (and tokenizer) for the cross-encoder
+    enc.save_pretrained(sys.argv[3])
+    tok.save_pretrained(sys.argv[3])

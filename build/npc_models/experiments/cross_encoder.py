@@ -19,6 +19,8 @@ torch.set_num_threads(2)
 path = str(X.base_encoder_path())
 tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
 train = yaml.safe_load(open(ROOT / "build/data/npc/train_dialogue.yaml"))["npcs"]
+if (ROOT / "build/data/npc/train_dialogue_more.yaml").exists():
+    train += yaml.safe_load(open(ROOT / "build/data/npc/train_dialogue_more.yaml"))["npcs"]
 held = yaml.safe_load(open(ROOT / "build/data/npc/heldout_dialogue.yaml"))["npcs"]
 
 
@@ -88,7 +90,7 @@ for a, b in cbs:
     examples.append((a, b, 1.0))
     examples.append((a, rng.choice(replies), 0.0))
 print("examples", len(examples), flush=True)
-model = X.make_cross_encoder(seed=0)
+model = X.make_cross_encoder(Path(sys.argv[4]) if len(sys.argv) > 4 else None, seed=0)
 model.train()
 opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
 BS = 32
