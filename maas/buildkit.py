@@ -28,7 +28,7 @@ from rich.progress import (
 )
 
 from maas.errors import MaasError
-from maas.server.backend_dir import cache_root
+from maas.paths import cache_root, latest_version_dir
 
 console = Console(stderr=True)
 MODEL_CARD = "model_card.json"
@@ -89,8 +89,8 @@ def read_json_url(url: str) -> Any:
 
 def next_version_dir(model_dir: Path) -> Path:
     """A new numbered folder after the highest one: builds never overwrite a version."""
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    target = model_dir / str(max(versions, default=0) + 1)
+    latest = latest_version_dir(model_dir)
+    target = model_dir / str(int(latest.name) + 1 if latest else 1)
     target.mkdir()
     return target
 
@@ -117,13 +117,6 @@ def staged_version(model_dir: Path) -> Iterator[StagedVersion]:
     finally:
         if stage.path.exists():
             shutil.rmtree(stage.path, ignore_errors=True)
-
-
-def latest_version_dir(model_dir: Path) -> Path | None:
-    if not model_dir.is_dir():
-        return None
-    versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(versions, key=lambda p: int(p.name), default=None)
 
 
 @dataclass

@@ -7,9 +7,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from maas.buildkit import latest_version_dir
 from maas.errors import MaasError
-from maas.paths import PROJECT_ROOT
+from maas.paths import PROJECT_ROOT, latest_version_dir
 
 RECIPES_DIR = PROJECT_ROOT / "build"
 

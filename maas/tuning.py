@@ -18,30 +18,21 @@ from maas.errors import MaasError
 from maas.loadgen import run_closed_loop
 from maas_client.urls import normalize_url
 
-WIRE_TO_NUMPY = {
-    "FP32": np.float32,
-    "FP16": np.float16,
-    "FP64": np.float64,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "INT8": np.int8,
-    "UINT8": np.uint8,
-    "BOOL": np.bool_,
-}
-
 
 def sample_request(metadata: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """One request of batch 1 with values in 0..1 (or small integers, or short strings)."""
+    from tritonclient.utils import triton_to_np_dtype
+
     inputs = {}
     for tensor in metadata["inputs"]:
         shape = [1] + [d if d > 0 else 8 for d in tensor["shape"][1:]]
         if tensor["datatype"] == "BYTES":
             inputs[tensor["name"]] = np.full(shape, b"hello there", dtype=object)
         elif tensor["datatype"].startswith("FP"):
-            dtype = WIRE_TO_NUMPY[tensor["datatype"]]
+            dtype = triton_to_np_dtype(tensor["datatype"])
             inputs[tensor["name"]] = rng.random(shape).astype(dtype)
         else:
-            dtype = WIRE_TO_NUMPY[tensor["datatype"]]
+            dtype = triton_to_np_dtype(tensor["datatype"])
             inputs[tensor["name"]] = rng.integers(0, 2, shape).astype(dtype)
     return inputs
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.fixture_models import BUILDERS, reference, sample_inputs
-from tests.triton_calls import infer, model_counts
+from tests.triton_calls import infer, model_counts, run_players
 
 MODELS = tuple(BUILDERS)
 
@@ -53,29 +51,20 @@ def test_only_requested_outputs_come_back(http_client, references):
 def test_concurrent_clients_are_batched_and_correct(triton, http_client, references, model):
     """16 clients at once: the dynamic batcher must merge requests into fewer executions."""
     before = model_counts(http_client, model)
-    errors: list[str] = []
-    barrier = threading.Barrier(16)
 
     def player(seed: int) -> None:
         client = httpclient.InferenceServerClient(triton.config.http_url)  # one per thread
         rng = np.random.default_rng(seed)
         try:
-            barrier.wait()
             for _ in range(8):
                 inputs = sample_inputs(model, int(rng.integers(1, 4)), rng)
                 if model == "torch_named":  # same token length so requests can be merged
                     inputs["tokens"] = inputs["tokens"][:, :1].repeat(3, axis=1)
                 assert_same(infer(client, model, inputs), references[model](inputs))
-        except Exception as error:  # collected: an assert in a thread would be lost
-            errors.append(f"{type(error).__name__}: {error}")
         finally:
             client.close()
 
-    threads = [threading.Thread(target=player, args=(seed,)) for seed in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_players(player, 16)
     assert not errors, errors[:3]
     inferences, executions = (a - b for a, b in zip(model_counts(http_client, model), before))
     assert inferences >= 16 * 8  # each request carries 1..3 rows

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from maas import recipes
-from maas.buildkit import ModelCard, latest_version_dir, next_version_dir, staged_version
+from maas.buildkit import ModelCard, next_version_dir, staged_version
+from maas.paths import latest_version_dir
 
 
 def test_each_build_gets_a_new_version_folder(tmp_path):

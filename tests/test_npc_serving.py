@@ -10,6 +10,7 @@ import pytest
 
 from maas.paths import PROJECT_ROOT
 from tests.conftest import server_config
+from tests.triton_calls import model_counts, run_players
 
 PAIRS = [
     ("hello there", "Aye, welcome to my forge."),
@@ -183,41 +184,27 @@ def test_bert_model_is_callable_on_its_own(npc_server, hf_tokenizer, cross_encod
 
 def test_concurrent_turns_are_batched_in_the_encoder(npc_server):
     """Eight players at once, each a line against a 12-line repertoire: the encoder merges turns."""
-    import threading
-
     import tritonclient.http as httpclient
 
     url = npc_server.config.http_url
     client = httpclient.InferenceServerClient(url)
-
-    def counts():
-        stats = client.get_inference_statistics("npc_bert")["model_stats"][0]
-        return int(stats["inference_count"]), int(stats["execution_count"])
-
     repertoire = [f"Line number {i} of the innkeeper, about ale and beds." for i in range(12)]
-    before, errors = counts(), []
+    before = model_counts(client, "npc_bert")
 
     def player(seed: int) -> None:
-        try:
-            for turn in range(4):
-                scores = served(
-                    httpclient,
-                    url,
-                    "npc_dialogue",
-                    [f"player {seed} asks {turn}"] * 12,
-                    repertoire,
-                    ["SCORE"],
-                )["SCORE"]
-                assert scores.shape == (12, 1)
-        except Exception as error:  # collected: an assert in a thread would be lost
-            errors.append(repr(error))
+        for turn in range(4):
+            scores = served(
+                httpclient,
+                url,
+                "npc_dialogue",
+                [f"player {seed} asks {turn}"] * 12,
+                repertoire,
+                ["SCORE"],
+            )["SCORE"]
+            assert scores.shape == (12, 1)
 
-    threads = [threading.Thread(target=player, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_players(player, 8)
     assert not errors, errors[:2]
-    inferences, executions = (a - b for a, b in zip(counts(), before))
+    inferences, executions = (a - b for a, b in zip(model_counts(client, "npc_bert"), before))
     assert inferences == 8 * 4 * 12
     assert executions < 8 * 4, f"{executions} encoder executions for 32 turns: nothing merged"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -30,3 +33,24 @@ def model_counts(client, model: str) -> tuple[int, int]:
     """(inferences, executions) so far, from Triton's statistics API over HTTP."""
     stats = client.get_inference_statistics(model)["model_stats"][0]
     return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+def run_players(player: Callable[[int], None], count: int) -> list[str]:
+    """Run `player(seed)` in `count` threads started together; return what each one raised
+    (an assert inside a thread would otherwise be lost)."""
+    errors: list[str] = []
+    barrier = threading.Barrier(count)
+
+    def guarded(seed: int) -> None:
+        try:
+            barrier.wait()
+            player(seed)
+        except Exception as error:
+            errors.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=guarded, args=(seed,)) for seed in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -38,8 +38,8 @@ class ServerStatus:
     models: list[ModelStatus] = field(default_factory=list)
 
 
-def _avg_ms(duration: dict[str, Any], count: int) -> float | None:
-    return int(duration.get("ns", 0)) / count / NS_PER_MS if count else None
+def _avg_ms(total_ns: int, count: int) -> float | None:
+    return total_ns / count / NS_PER_MS if count else None
 
 
 def _stats_by_model(stats: dict[str, Any]) -> dict[tuple[str, str], ModelStatus]:
@@ -60,8 +60,8 @@ def _stats_by_model(stats: dict[str, Any]) -> dict[tuple[str, str], ModelStatus]
             failures=int(inference.get("fail", {}).get("count", 0)),
             inferences=int(entry.get("inference_count", 0)),
             executions=executions,
-            avg_queue_ms=_avg_ms(inference.get("queue", {}), success),
-            avg_compute_ms=_avg_ms({"ns": compute_ns}, success),
+            avg_queue_ms=_avg_ms(int(inference.get("queue", {}).get("ns", 0)), success),
+            avg_compute_ms=_avg_ms(compute_ns, success),
         )
     return found
 

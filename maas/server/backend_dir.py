@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from maas.paths import cache_root
 from maas.server.triton_paths import TritonInstall
 
 PYTHON_BASED_BACKENDS = ("pytorch", "tensorflow", "onnxruntime")
 ADAPTERS_DIR = Path(__file__).resolve().parent.parent / "backends" / "triton"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MAAS_CACHE", Path.home() / ".cache" / "maas"))
 
 
 def _fingerprint(install: TritonInstall) -> str:

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from maas.errors import ModelLoadError, PortInUseError, ServerStartError
-from maas.server.backend_dir import assemble_backend_dir, cache_root
+from maas.paths import cache_root, latest_version_dir
+from maas.server.backend_dir import assemble_backend_dir
 from maas.server.config import ServerConfig
 from maas.server.triton_paths import find_triton
 
@@ -78,7 +79,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def _unbuilt_hint(repository: Path, name: str) -> str:
     model_dir = repository / name
-    if model_dir.is_dir() and not any(p.name.isdigit() for p in model_dir.iterdir()):
+    if model_dir.is_dir() and latest_version_dir(model_dir) is None:
         return f" (no version folder yet: build it with `maas build {name}`)"
     return ""
 
@@ -194,13 +195,16 @@ class TritonServer:
         states = self.model_states()
         failed = [m for m in states if m.state != "READY"]
         indexed = {m.name for m in states}
-        log_reasons = self._reasons_from_log()
         for config in sorted(self.config.repository.glob("*/config.pbtxt")):
-            name = config.parent.name
-            if name not in indexed:
-                reason = log_reasons.get(name, "not loaded; see Triton's log")
-                failed.append(ModelState(name=name, version="", state="UNAVAILABLE", reason=reason))
-        return [replace(m, reason=m.reason or log_reasons.get(m.name, "")) for m in failed]
+            if config.parent.name not in indexed:
+                failed.append(
+                    ModelState(name=config.parent.name, version="", state="UNAVAILABLE", reason="")
+                )
+        if not failed:
+            return []
+        log_reasons = self._reasons_from_log()  # read only when there is something to explain
+        fallback = "not loaded; see Triton's log"
+        return [replace(m, reason=m.reason or log_reasons.get(m.name, fallback)) for m in failed]
 
     def _reasons_from_log(self) -> dict[str, str]:
         reasons = {}
@@ -248,14 +252,6 @@ class TritonServer:
             self._log_file = None
         return process.returncode
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        if self._process is None:
-            return None
-        try:
-            return self._process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
     def __enter__(self) -> TritonServer:
         self.start()
         return self
@@ -264,10 +260,6 @@ class TritonServer:
         self.stop()
 
     # -- queries -----------------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     @property
     def returncode(self) -> int | None:
