@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -33,6 +34,20 @@ def model_counts(client, model: str) -> tuple[int, int]:
     """(inferences, executions) so far, from Triton's statistics API over HTTP."""
     stats = client.get_inference_statistics(model)["model_stats"][0]
     return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+def settled_counts(client, model: str, at_least: int, timeout_s: float = 5.0) -> tuple[int, int]:
+    """(inferences, executions) once Triton has recorded at least `at_least` inferences.
+
+    A composing model's statistics can be recorded just after the ensemble has answered, so a
+    count read at once may miss the last turn.
+    """
+    deadline = time.monotonic() + timeout_s
+    counts = model_counts(client, model)
+    while counts[0] < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+        counts = model_counts(client, model)
+    return counts
 
 
 def run_players(player: Callable[[int], None], count: int) -> list[str]:
