@@ -213,6 +213,59 @@ def digits(
         fail(f"{failed} of {len(files)} file(s) could not be read")
 
 
+@app.command()
+def chat(
+    npc_file: Annotated[Path, typer.Argument(help="NPC lines, YAML or JSON (name, lines)")],
+    url: UrlOption = None,
+    npc: Annotated[str | None, typer.Option(help="Which NPC, when the file holds several")] = None,
+    scores: Annotated[bool, typer.Option(help="Show the chosen line's score")] = False,
+) -> None:
+    """Talk with one NPC in the terminal; replies come from npc_dialogue. /quit or Ctrl-D ends."""
+    from maas_client.errors import MaasClientError, ServerUnavailableError
+    from maas_client.npc import NpcClient
+    from maas_client.npc_file import load_npcs
+
+    characters = load_npcs(npc_file)
+    chosen = characters[0]
+    if npc is not None:
+        matches = [c for c in characters if c.name.lower() == npc.lower()]
+        if not matches:
+            fail(f"{npc_file} has no NPC named {npc!r}; it has {[c.name for c in characters]}")
+        chosen = matches[0]
+    interactive = sys.stdin.isatty()
+    with NpcClient(url) as client:
+        threshold = client.threshold  # also checks that the server answers before the talk
+        if interactive:
+            console.print(
+                f"[bold]{chosen.name}[/] ({len(chosen.lines)} lines) at {client.url}. "
+                "Type to talk; /quit or Ctrl-D to leave."
+            )
+        while True:
+            try:
+                said = console.input("[bold cyan]you>[/] ") if interactive else input()
+            except (EOFError, KeyboardInterrupt):
+                break
+            if said.strip() == "/quit":
+                break
+            try:
+                answer = client.reply(chosen, said, threshold=threshold)
+            except ServerUnavailableError as error:
+                err_console.print(f"[yellow]{error}[/]; say it again when it is back")
+                continue
+            except MaasClientError as error:
+                err_console.print(f"[red]{error}[/]")
+                continue
+            console.print(f"[bold]{chosen.name}:[/] {answer.text}", highlight=False)
+            if scores:
+                line = chosen.lines[answer.index]
+                verdict = ">=" if answer.understood else "<"
+                console.print(
+                    f"  [dim]best: line {line.id!r} score {answer.score:.3f} {verdict} "
+                    f"threshold {answer.threshold:.2f}[/]",
+                    highlight=False,
+                )
+
+
 @app.command("tune-batching")
 def tune_batching_command(
     model: Annotated[str, typer.Argument(help="A model loaded on the server")],

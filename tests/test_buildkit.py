@@ -56,3 +56,13 @@ def test_recipes_are_found_by_path_and_missing_models_listed(tmp_path):
     assert "mnist" in recipes.missing(tmp_path)
     (tmp_path / "mnist" / "1").mkdir()
     assert "mnist" not in recipes.missing(tmp_path)
+
+
+def test_a_recipe_building_several_models_is_missing_until_all_have_a_version(tmp_path):
+    assert recipes.models_of("npc") == ("npc_tokenizer", "npc_bert", "npc_dialogue")
+    for name in recipes.models_of("npc"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.pbtxt").write_text(f'name: "{name}"\n')
+        assert "npc" in recipes.missing(tmp_path)
+        (tmp_path / name / "1").mkdir()
+    assert "npc" not in recipes.missing(tmp_path)

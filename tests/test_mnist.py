@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +11,10 @@ import pytest
 
 from maas.paths import PROJECT_ROOT
 from maas.server import TritonServer
+from tests.cli_calls import maas
 from tests.conftest import server_config
 
 TYPED_DIGITS = sorted((PROJECT_ROOT / "tests" / "typed_digits").glob("*.txt"))
-
-
-def maas(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "maas.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 @pytest.fixture(scope="module")

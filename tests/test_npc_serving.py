@@ -1,5 +1,6 @@
 """The NPC dialogue serving path with the untrained base encoder: tokenization inside Triton,
-TorchScript scoring, and the npc_dialogue ensemble, against in-process Hugging Face and torch."""
+TorchScript scoring, and the npc_dialogue ensemble, against in-process Hugging Face and torch.
+(tests/test_npc_build.py covers the trained model from a quick build.)"""
 
 from __future__ import annotations
 
@@ -36,13 +37,13 @@ def export():
 
 
 @pytest.fixture(scope="module")
-def cross_encoder(export):
-    return export.make_cross_encoder(seed=3)
+def scorer(export):
+    return export.make_pair_scorer(export.load_encoder())
 
 
 @pytest.fixture(scope="module")
-def npc_repository(export, cross_encoder, tmp_path_factory):
-    return export.write_repository(tmp_path_factory.mktemp("npc_repo"), cross_encoder)
+def npc_repository(export, scorer, tmp_path_factory):
+    return export.write_repository(tmp_path_factory.mktemp("npc_repo"), scorer)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,10 @@ def served(client_module, url, model, queries, candidates, outputs):
     return {name: result.as_numpy(name) for name in outputs}
 
 
+def hf_ids(hf_tokenizer, texts, **options):
+    return hf_tokenizer(list(texts), truncation=True, max_length=128, **options)
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_tokenization_in_triton_equals_hugging_face(npc_server, hf_tokenizer, protocol):
     import tritonclient.grpc as grpcclient
@@ -90,26 +95,29 @@ def test_tokenization_in_triton_equals_hugging_face(npc_server, hf_tokenizer, pr
         else (f"127.0.0.1:{npc_server.config.grpc_port}")
     )
     queries, candidates = zip(*PAIRS)
-    got = served(
-        module,
-        url,
-        "npc_tokenizer",
-        queries,
-        candidates,
-        ["INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS"],
-    )
-    batch = hf_tokenizer(list(queries), list(candidates), truncation=True, max_length=128)
-    for row in range(len(PAIRS)):
-        n = len(batch["input_ids"][row])
-        assert got["INPUT_IDS"][row, :n].tolist() == batch["input_ids"][row]
-        assert got["TOKEN_TYPE_IDS"][row, :n].tolist() == batch["token_type_ids"][row]
-        assert got["ATTENTION_MASK"][row].sum() == n
-        assert not got["INPUT_IDS"][row, n:].any()
-    assert got["INPUT_IDS"].shape[1] % 16 == 0  # padded to a bucket
+    names = ["QUERY_IDS", "QUERY_MASK", "CANDIDATE_IDS", "CANDIDATE_MASK"]
+    got = served(module, url, "npc_tokenizer", queries, candidates, names)
+    for prefix, texts in (("QUERY", queries), ("CANDIDATE", candidates)):
+        expected = hf_ids(hf_tokenizer, texts)["input_ids"]
+        ids, mask = got[f"{prefix}_IDS"], got[f"{prefix}_MASK"]
+        for row, want in enumerate(expected):
+            assert ids[row, : len(want)].tolist() == want
+            assert mask[row].sum() == len(want) and not ids[row, len(want) :].any()
+        assert ids.shape[1] % 16 == 0  # padded to a bucket
+
+
+def in_process_args(hf_tokenizer, queries, candidates):
+    import torch
+
+    args = []
+    for texts in (queries, candidates):
+        batch = hf_ids(hf_tokenizer, texts, padding=True, return_tensors="pt")
+        args += [batch["input_ids"].to(torch.int64), batch["attention_mask"].to(torch.int64)]
+    return args
 
 
 def test_ensemble_scores_equal_torchscript_and_eager(
-    npc_server, npc_repository, cross_encoder, hf_tokenizer
+    npc_server, npc_repository, scorer, hf_tokenizer
 ):
     import torch
     import tritonclient.http as httpclient
@@ -119,21 +127,27 @@ def test_ensemble_scores_equal_torchscript_and_eager(
         httpclient, npc_server.config.http_url, "npc_dialogue", queries, candidates, ["SCORE"]
     )["SCORE"]
     assert scores.shape == (len(PAIRS), 1) and scores.dtype == np.float32
-    batch = hf_tokenizer(
-        list(queries),
-        list(candidates),
-        truncation=True,
-        max_length=128,
-        padding=True,
-        return_tensors="pt",
-    )
-    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    args = in_process_args(hf_tokenizer, queries, candidates)
     scripted = torch.jit.load(str(npc_repository / "npc_bert/1/model.pt"))
     with torch.inference_mode():
-        eager = cross_encoder(*args).numpy()
+        eager = scorer(*args).numpy()
         traced = scripted(*args).numpy()
-    np.testing.assert_allclose(scores, traced, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(scores, eager, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores, traced, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_repeated_rows_are_encoded_once_with_the_same_scores(scorer, hf_tokenizer):
+    """The de-duplication inside the model changes no score."""
+    import torch
+
+    queries = ["where's the inn?"] * 5 + ["bye"]
+    candidates = ["Down the hill.", "Safe roads.", "Down the hill.", "", "Aye.", "Safe roads."]
+    with torch.inference_mode():
+        together = scorer(*in_process_args(hf_tokenizer, queries, candidates))
+        one_by_one = torch.cat(
+            [scorer(*in_process_args(hf_tokenizer, [q], [c])) for q, c in zip(queries, candidates)]
+        )
+    np.testing.assert_allclose(together.numpy(), one_by_one.numpy(), atol=1e-5)
 
 
 def test_text_rules(npc_server):
@@ -157,29 +171,21 @@ def test_text_rules(npc_server):
     assert again.shape == (1, 1)
 
 
-def test_bert_model_is_callable_on_its_own(npc_server, hf_tokenizer, cross_encoder):
+def test_bert_model_is_callable_on_its_own(npc_server, hf_tokenizer, scorer):
     import torch
     import tritonclient.http as httpclient
 
-    batch = hf_tokenizer(
-        ["where is the inn"], ["Down the hill, past the well."], return_tensors="np"
-    )
+    args = in_process_args(hf_tokenizer, ["where is the inn"], ["Down the hill, past the well."])
     client = httpclient.InferenceServerClient(npc_server.config.http_url)
     tensors = []
-    for index, key in enumerate(("input_ids", "attention_mask", "token_type_ids")):
-        value = batch[key].astype(np.int64)
-        tensor = httpclient.InferInput(f"INPUT__{index}", list(value.shape), "INT64")
-        tensor.set_data_from_numpy(value)
+    for name, value in zip(("query_ids", "query_mask", "candidate_ids", "candidate_mask"), args):
+        tensor = httpclient.InferInput(name, list(value.shape), "INT64")
+        tensor.set_data_from_numpy(value.numpy())
         tensors.append(tensor)
     score = client.infer("npc_bert", tensors).as_numpy("OUTPUT__0")
     with torch.inference_mode():
-        expected = cross_encoder(
-            *(
-                torch.from_numpy(batch[k].astype(np.int64))
-                for k in ("input_ids", "attention_mask", "token_type_ids")
-            )
-        ).numpy()
-    np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-5)
+        expected = scorer(*args).numpy()
+    np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_concurrent_turns_are_batched_in_the_encoder(npc_server):

@@ -6,16 +6,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli_calls import MAAS, maas
 from tests.conftest import free_ports
 from tests.fixture_models import build_repository, write_config
-
-MAAS = [sys.executable, "-m", "maas.cli"]
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -61,11 +59,6 @@ def serve_args(repository: Path, http: int, grpc: int, metrics: int) -> list[str
     ]
 
 
-def run_maas(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*MAAS, *args], capture_output=True, text=True, timeout=timeout, env=env)
-
-
 @pytest.fixture(scope="module")
 def small_repository(tmp_path_factory):
     return build_repository(
@@ -98,7 +91,7 @@ def test_serve_prints_endpoints_and_stops_cleanly(small_repository, tmp_path, st
         assert processes_mentioning(str(small_repository)), "no stub processes seen while serving"
 
         for url in (f"127.0.0.1:{http}", f"http://127.0.0.1:{http}"):
-            status = run_maas("status", "--url", url)
+            status = maas("status", "--url", url)
             assert status.returncode == 0, status.stderr
             assert "ready" in status.stdout
             assert re.search(r"onnx_dynamic\s+│\s+1\s+│\s+READY", status.stdout)
@@ -118,7 +111,7 @@ def test_status_reports_figures_from_statistics(triton, http_client):
 
     for _ in range(3):
         infer(http_client, "onnx_dynamic", {"x": np.ones((2, 3), np.float32)})
-    result = run_maas("status", "--url", triton.config.http_url)
+    result = maas("status", "--url", triton.config.http_url)
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "onnx_dynamic" in line)
     cells = [c.strip() for c in row.split("│") if c.strip()]
@@ -128,7 +121,7 @@ def test_status_reports_figures_from_statistics(triton, http_client):
 
 def test_status_without_server_is_one_clear_line():
     (port,) = free_ports(1)
-    result = run_maas("status", "--url", f"127.0.0.1:{port}")
+    result = maas("status", "--url", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert f"no Triton server answers at 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -150,7 +143,7 @@ def test_a_model_that_fails_to_load_stops_the_server_with_its_reason(tmp_path):
     )
     (repository / "not_built/1").rmdir()
     http, grpc, metrics = free_ports(3)
-    result = run_maas(*serve_args(repository, http, grpc, metrics), timeout=240)
+    result = maas(*serve_args(repository, http, grpc, metrics), timeout=240)
     assert result.returncode == 1
     err = result.stderr
     assert "2 model(s) failed to load" in err, err
@@ -162,7 +155,7 @@ def test_a_model_that_fails_to_load_stops_the_server_with_its_reason(tmp_path):
 
 
 def test_port_in_use_is_reported_before_starting(triton):
-    result = run_maas(
+    result = maas(
         "serve",
         "--repository",
         str(triton.config.repository),
@@ -175,7 +168,7 @@ def test_port_in_use_is_reported_before_starting(triton):
 
 def test_tune_batching_measures_and_restores_the_config(triton, http_client):
     before = http_client.get_model_config("onnx_dynamic")["dynamic_batching"]
-    result = run_maas(
+    result = maas(
         "tune-batching",
         "onnx_dynamic",
         "--url",
@@ -201,6 +194,6 @@ def test_tune_batching_measures_and_restores_the_config(triton, http_client):
 
 
 def test_tune_batching_unknown_model_is_one_line(triton):
-    result = run_maas("tune-batching", "no_such_model", "--url", triton.config.http_url)
+    result = maas("tune-batching", "no_such_model", "--url", triton.config.http_url)
     assert result.returncode == 1 and "no_such_model" in result.stderr
     assert "Traceback" not in result.stderr

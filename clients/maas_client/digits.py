@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maas_client.drawing import prepare
-from maas_client.errors import MaasClientError, ServerUnavailableError
-from maas_client.urls import normalize_url
+from maas_client.http_client import ModelClient
 
 MODEL = "mnist"
 INPUT = "IMAGE"
@@ -28,26 +27,8 @@ class DigitResult:
         return [(int(i), float(self.probabilities[i])) for i in order]
 
 
-class DigitClient:
-    """One HTTP client (not thread-safe, like tritonclient's): one per thread or task."""
-
-    def __init__(self, url: str | None = None, *, timeout_s: float = 10.0) -> None:
-        import tritonclient.http as httpclient
-
-        self._http = httpclient
-        self.url = normalize_url(url)
-        self._client = httpclient.InferenceServerClient(
-            self.url, connection_timeout=timeout_s, network_timeout=timeout_s
-        )
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> DigitClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class DigitClient(ModelClient):
+    """Drawings in, digits out; one per thread or task (see ModelClient)."""
 
     def classify(self, drawing: np.ndarray) -> DigitResult:
         return self.classify_batch([drawing])[0]
@@ -67,15 +48,5 @@ class DigitClient:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Raw call: prepared [N,28,28] float32 images to [N,10] probabilities."""
-        from tritonclient.utils import InferenceServerException
-
-        tensor = self._http.InferInput(INPUT, list(images.shape), "FP32")
-        tensor.set_data_from_numpy(np.ascontiguousarray(images, np.float32), binary_data=True)
-        output = self._http.InferRequestedOutput(OUTPUT, binary_data=True)
-        try:
-            result = self._client.infer(MODEL, [tensor], outputs=[output])
-        except InferenceServerException as error:
-            raise MaasClientError(f"{MODEL}: {error.message()}") from None
-        except (ConnectionError, OSError) as error:
-            raise ServerUnavailableError(f"no answer from {self.url}: {error}") from None
-        return result.as_numpy(OUTPUT)
+        inputs = {INPUT: np.ascontiguousarray(images, np.float32)}
+        return self.infer(MODEL, inputs, [OUTPUT])[OUTPUT]

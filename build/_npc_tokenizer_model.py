@@ -1,7 +1,8 @@
-"""Tokenizer for the NPC dialogue ensemble: (QUERY, CANDIDATE) strings -> BERT token ids.
+"""Tokenizer for the NPC dialogue ensemble: QUERY and CANDIDATE strings -> BERT token ids.
 
 Self-contained on purpose (numpy, `tokenizers`, Triton's utils): it runs in the NGC image's
-Python backend as well as in the wheel's, without this project installed.
+Python backend as well as in the wheel's, without this project installed. The build copies it
+into each npc_tokenizer version folder as model.py, beside the encoder's tokenizer.json.
 """
 
 import json
@@ -10,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
-
-OUTPUTS = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
 
 
 class TritonPythonModel:
@@ -23,31 +22,36 @@ class TritonPythonModel:
         folder = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
+        self.tokenizer.enable_truncation(max_length=self.max_length)
 
     def execute(self, requests):
         return [self._one(request) for request in requests]
 
     def _one(self, request):
         try:
-            queries = self._texts(request, "QUERY")
-            candidates = self._texts(request, "CANDIDATE")
+            texts = {name: self._texts(request, name) for name in ("QUERY", "CANDIDATE")}
         except ValueError as error:
             return pb_utils.InferenceResponse(
                 error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
             )
-        # Always a pair, an empty NPC line too: what Hugging Face's tokenizer does for a batch of
-        # pairs (a single call with "" as the pair silently drops it).
-        encodings = self.tokenizer.encode_batch(list(zip(queries, candidates)))
+        tensors = []
+        for name, values in texts.items():
+            ids, mask = self._encode(values)
+            tensors += [pb_utils.Tensor(f"{name}_IDS", ids), pb_utils.Tensor(f"{name}_MASK", mask)]
+        return pb_utils.InferenceResponse(tensors)
+
+    def _encode(self, texts):
+        """Padded to a multiple of PAD_TO_MULTIPLE_OF, so turns of similar length share a shape
+        and the encoder's dynamic batcher can merge them."""
+        encodings = self.tokenizer.encode_batch(texts)
         longest = max((len(e.ids) for e in encodings), default=1)
         width = min(self.max_length, -(-longest // self.multiple) * self.multiple)
-        arrays = {name: np.zeros((len(encodings), width), np.int64) for name in OUTPUTS}
+        ids = np.zeros((len(encodings), width), np.int64)
+        mask = np.zeros((len(encodings), width), np.int64)
         for row, encoding in enumerate(encodings):
-            n = len(encoding.ids)
-            arrays["INPUT_IDS"][row, :n] = encoding.ids
-            arrays["ATTENTION_MASK"][row, :n] = encoding.attention_mask
-            arrays["TOKEN_TYPE_IDS"][row, :n] = encoding.type_ids
-        return pb_utils.InferenceResponse([pb_utils.Tensor(n, arrays[n]) for n in OUTPUTS])
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = encoding.attention_mask
+        return ids, mask
 
     @staticmethod
     def _texts(request, name):
@@ -59,6 +63,6 @@ class TritonPythonModel:
                 texts.append(raw.decode("utf-8"))
             except UnicodeDecodeError:
                 raise ValueError(
-                    f"{name} item {index} is not valid UTF-8 text (byte {raw[:40]!r}...)"
+                    f"{name} item {index} is not valid UTF-8 text (bytes {raw[:40]!r})"
                 ) from None
         return texts

@@ -1,0 +1,132 @@
+"""NPC files: what a game writer gives each character to say, in YAML or JSON.
+
+One NPC per file (`name`, optional `voice` and `fallback`, `lines`), or several under `npcs:`.
+A line is a string or a mapping with `text` (and optional `id`, and `player`: example player
+lines, used only by training and evaluation). Validated on load with errors naming the place,
+because a writer edits these by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maas_client.errors import MaasClientError
+
+MAX_LINES = 64  # npc_dialogue's max_batch_size: one request scores the whole repertoire
+DEFAULT_FALLBACK = "Hm? I don't follow you."
+
+
+class NpcFileError(MaasClientError):
+    """An NPC file that cannot be used, with where and why."""
+
+
+@dataclass(frozen=True)
+class NpcLine:
+    text: str
+    id: str
+    player: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Npc:
+    name: str
+    lines: tuple[NpcLine, ...]
+    voice: str = ""
+    fallback: str = DEFAULT_FALLBACK
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def texts(self) -> list[str]:
+        return [line.text for line in self.lines]
+
+
+def load_npcs(path: Path) -> list[Npc]:
+    """Every NPC in a YAML or JSON file (one NPC, or a list under `npcs`)."""
+    data = _read(path)
+    if isinstance(data, dict) and "npcs" in data:
+        entries = data["npcs"]
+        if not isinstance(entries, list) or not entries:
+            raise NpcFileError(f"{path}: 'npcs' must be a non-empty list")
+        return [parse_npc(entry, f"{path}: npcs[{i}]") for i, entry in enumerate(entries)]
+    return [parse_npc(data, str(path))]
+
+
+def load_npc(path: Path) -> Npc:
+    """The single NPC of a file (the first, if it holds several)."""
+    return load_npcs(path)[0]
+
+
+def parse_npc(data: Any, where: str) -> Npc:
+    if not isinstance(data, dict):
+        raise NpcFileError(f"{where}: expected a mapping with 'name' and 'lines'")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise NpcFileError(f"{where}: 'name' must be a non-empty string")
+    where = f"{where} ({name})"
+    raw_lines = data.get("lines")
+    if not isinstance(raw_lines, list) or not raw_lines:
+        raise NpcFileError(f"{where}: 'lines' must be a non-empty list of what the NPC says")
+    if len(raw_lines) > MAX_LINES:
+        raise NpcFileError(f"{where}: {len(raw_lines)} lines; at most {MAX_LINES} per NPC")
+    lines = tuple(_parse_line(item, f"{where}: lines[{i}]", i) for i, item in enumerate(raw_lines))
+    seen: set[str] = set()
+    for line in lines:
+        if line.id in seen:
+            raise NpcFileError(f"{where}: line id {line.id!r} is used twice")
+        seen.add(line.id)
+    voice, fallback = data.get("voice", ""), data.get("fallback", DEFAULT_FALLBACK)
+    for key, value in (("voice", voice), ("fallback", fallback)):
+        if not isinstance(value, str):
+            raise NpcFileError(f"{where}: '{key}' must be a string")
+    known = {"name", "voice", "fallback", "lines"}
+    extra = {k: v for k, v in data.items() if k not in known}
+    return Npc(name.strip(), lines, voice, fallback.strip() or DEFAULT_FALLBACK, extra)
+
+
+def _parse_line(item: Any, where: str, index: int) -> NpcLine:
+    if isinstance(item, str):
+        item = {"text": item}
+    if not isinstance(item, dict):
+        raise NpcFileError(f"{where}: a line is a string or a mapping with 'text'")
+    text = item.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise NpcFileError(f"{where}: 'text' must be a non-empty string")
+    line_id = item.get("id", str(index))
+    if not isinstance(line_id, str | int):
+        raise NpcFileError(f"{where}: 'id' must be a string")
+    player = item.get("player", [])
+    if not isinstance(player, list) or not all(isinstance(p, str) for p in player):
+        raise NpcFileError(f"{where}: 'player' must be a list of strings")
+    return NpcLine(text.strip(), str(line_id), tuple(player))
+
+
+def _read(path: Path) -> Any:
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise NpcFileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise NpcFileError(f"{path}: cannot read it ({error})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise NpcFileError(
+                f"{path}: not valid JSON (line {error.lineno}: {error.msg})"
+            ) from None
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise NpcFileError(f"{path}: expected a .yaml, .yml or .json file")
+    try:
+        import yaml
+    except ImportError:
+        raise NpcFileError(f"{path}: YAML needs PyYAML (pip install pyyaml) or use JSON") from None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or error
+        raise NpcFileError(f"{path}: not valid YAML{at}: {problem}") from None

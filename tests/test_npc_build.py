@@ -1,0 +1,171 @@
+"""The NPC dialogue brain end to end: a --quick build through the CLI, served by a real Triton,
+called by the client library and by `maas chat`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maas.paths import PROJECT_ROOT
+from maas.server import TritonServer
+from maas_client.npc_file import NpcFileError, load_npc
+from tests.cli_calls import maas
+from tests.conftest import server_config
+
+MODELS = ("npc_tokenizer", "npc_bert", "npc_dialogue")
+INNKEEPER = PROJECT_ROOT / "examples" / "npcs" / "innkeeper.yaml"
+
+
+@pytest.fixture(scope="module")
+def npc_repository(tmp_path_factory) -> Path:
+    """Copies of the committed configs, with a --quick build in them, through the CLI."""
+    repository = tmp_path_factory.mktemp("npc_build_repo")
+    for name in MODELS:
+        (repository / name).mkdir()
+        shutil.copy2(PROJECT_ROOT / "model_repository" / name / "config.pbtxt", repository / name)
+    result = maas("build", "npc", "--quick", "--repository", str(repository))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Built npc version 1" in result.stdout
+    return repository
+
+
+@pytest.fixture(scope="module")
+def npc_server(npc_repository, tmp_path_factory):
+    with TritonServer(server_config(npc_repository, tmp_path_factory.mktemp("npc_logs"))) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def scripted(npc_repository):
+    import torch
+
+    return torch.jit.load(str(npc_repository / "npc_bert" / "1" / "model.pt"))
+
+
+def test_quick_build_publishes_versions_and_a_model_card(npc_repository):
+    assert (npc_repository / "npc_tokenizer/1/model.py").exists()
+    assert (npc_repository / "npc_tokenizer/1/tokenizer.json").exists()
+    assert (npc_repository / "npc_dialogue/1").is_dir()
+    card = json.loads((npc_repository / "npc_bert/1/model_card.json").read_text())
+    metrics = card["metrics"]
+    assert card["quick"] and card["version"] == 1
+    assert metrics["heldout_player_lines"] == card["data"]["heldout_player_lines"] > 100
+    # Even the quick build (160 pairs, one epoch) must beat the untrained encoder.
+    assert metrics["heldout_top1"] > metrics["base_heldout_top1"]
+    assert 0 < metrics["heldout_mrr"] <= 1 and metrics["export_max_abs_diff"] <= 1e-4
+    assert 0 <= metrics["reply_threshold"] <= 1
+    assert not list(npc_repository.glob("*/.building-*"))
+
+
+def test_rank_equals_in_process_torchscript(npc_server, scripted):
+    import torch
+    from transformers import AutoTokenizer
+
+    from maas_client.npc import NpcClient
+
+    npc = load_npc(INNKEEPER)
+    query = "how much 4 a bed tonite??"
+    with NpcClient(npc_server.config.http_url) as client:
+        scores = client.rank(query, npc.texts)
+    folder = npc_server.config.repository / "npc_tokenizer" / "1"
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    args = []
+    for texts in ([query] * len(npc.texts), npc.texts):
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        args += [batch["input_ids"], batch["attention_mask"]]
+    with torch.inference_mode():
+        expected = scripted(*args).reshape(-1).numpy()
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("said", "line_id"),
+    [
+        ("hello there!", "greet"),
+        ("how much is a room for the night", "room"),
+        ("what is there to eat", "food"),
+        ("where can i find the blacksmith", "directions"),
+        ("thank you so much", "thanks"),
+    ],
+)
+def test_ranking_fixed_cases(npc_server, said, line_id):
+    from maas_client.npc import NpcClient
+
+    npc = load_npc(INNKEEPER)
+    with NpcClient(npc_server.config.http_url) as client:
+        reply = client.reply(npc, said, threshold=-1.0)
+    assert npc.lines[reply.index].id == line_id, (said, reply)
+
+
+def test_threshold_comes_from_the_served_config_and_long_repertoires_are_split(npc_server):
+    from maas_client.npc import NpcClient
+
+    config = (npc_server.config.repository / "npc_dialogue" / "config.pbtxt").read_text()
+    lines = [f"Line {i}: the weather is {i} degrees." for i in range(70)]  # above max batch 64
+    with NpcClient(npc_server.config.http_url) as client:
+        assert f'string_value: "{client.threshold}"' in config
+        long = client.rank("hot today?", lines)
+        split = client.rank("hot today?", lines[:35]) + client.rank("hot today?", lines[35:])
+    np.testing.assert_allclose(long, split, atol=1e-4)
+
+
+def test_reply_rule_uses_the_fallback_below_the_threshold():
+    from maas_client.npc import choose_reply
+
+    npc = load_npc(INNKEEPER)
+    scores = [0.1] * len(npc.lines)
+    scores[3] = 0.5
+    assert choose_reply(npc, scores, 0.4).text == npc.lines[3].text
+    below = choose_reply(npc, scores, 0.6)
+    assert not below.understood and below.text == npc.fallback and below.index == 3
+    with pytest.raises(ValueError, match="scores for"):
+        choose_reply(npc, scores[:2], 0.4)
+
+
+def test_chat_command_talks_and_shows_scores(npc_server):
+    result = maas(
+        "chat",
+        str(INNKEEPER),
+        "--url",
+        npc_server.config.http_url,
+        "--scores",
+        stdin="hi there\nzzqx\n/quit\nnever read\n",
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    replies = [line for line in result.stdout.splitlines() if line.startswith("Bess Tanner:")]
+    assert len(replies) == 2, result.stdout
+    npc = load_npc(INNKEEPER)
+    assert all(r.removeprefix("Bess Tanner: ") in [*npc.texts, npc.fallback] for r in replies)
+    assert result.stdout.count("threshold") == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ("name: Bob\nlines: [\n", ".yaml", "not valid YAML"),
+        ('{"name": "Bob", "lines": []}', ".json", "'lines' must be a non-empty list"),
+        ("name: Bob\nlines: ['hi', {text: ''}]\n", ".yaml", "lines[1]: 'text' must be"),
+        ("lines: [hi]\n", ".yml", "'name' must be a non-empty string"),
+        ("name: Bob\nlines: [{id: a, text: x}, {id: a, text: y}]\n", ".yaml", "used twice"),
+        ("name: Bob\nlines: [hi]\n", ".txt", "expected a .yaml"),
+    ],
+)
+def test_malformed_npc_files_are_one_clear_line(tmp_path, content, suffix, message):
+    path = tmp_path / f"npc{suffix}"
+    path.write_text(content)
+    with pytest.raises(NpcFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_npc(path)
+    result = maas("chat", str(path), "--url", "127.0.0.1:9", timeout=60)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_chat_without_server_is_one_clear_line():
+    result = maas("chat", str(INNKEEPER), "--url", "127.0.0.1:9", timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "127.0.0.1:9" in result.stderr
