@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up .venv if needed, build missing models, serve them (and open the game).
+# The main job: set up .venv if needed, build missing models, start Triton and open the game.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh
-exec .venv/bin/maas up "$@"
+exec .venv/bin/maas play "$@"

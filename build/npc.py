@@ -39,7 +39,7 @@ FULL = {
     "seed": 0,
     "warmup_share": 0.0,
     "symmetric": False,
-    "pooled_intent_pairs": 0,
+    "pooled_intent_pairs": 4,
 }
 QUICK = {**FULL, "epochs": 1, "chatterbot_pairs": 32, "game_pair_limit": 160}
 

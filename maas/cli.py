@@ -266,6 +266,72 @@ def chat(
                 )
 
 
+def default_save_path() -> Path:
+    from maas.paths import cache_root
+
+    return cache_root() / "savegame.json"
+
+
+@app.command()
+def play(
+    url: UrlOption = None,
+    save: Annotated[
+        Path | None, typer.Option(help="Progress file (default ~/.cache/maas/savegame.json)")
+    ] = None,
+    new: Annotated[bool, typer.Option("--new", help="Start over instead of continuing")] = False,
+    content: Annotated[Path | None, typer.Option(help="Another adventure file (YAML)")] = None,
+    repository: RepositoryOption = None,
+) -> None:
+    """Play the adventure. Without --url and with no local server, builds what is missing,
+    starts Triton for the game and stops it on exit."""
+    from maas_client.errors import ServerUnavailableError
+    from maas_client.status import fetch_status
+    from maas_game.app import GameApp
+    from maas_game.services import GameServices
+    from maas_game.state import Game, SaveError
+    from maas_game.world import DEFAULT_CONTENT, load_world
+
+    world = load_world(content or DEFAULT_CONTENT)
+    save_path = save or default_save_path()
+    game = None
+    if save_path.exists() and not new:
+        try:
+            game = Game.load(world, save_path)
+        except SaveError as error:
+            err_console.print(f"[yellow]{error}; starting a new game[/]")
+    server = None
+    if url is None:
+        try:
+            fetch_status(None, timeout_s=2)
+        except ServerUnavailableError:
+            server = _start_local_server(repository)
+    try:
+        services = GameServices(url if server is None else server.config.http_url)
+        GameApp(world, services, save_path, game).run()
+        services.close()
+    finally:
+        if server is not None:
+            console.print("Stopping the local Triton ...")
+            _stop_undisturbed(server)
+    console.print(f"Progress saved in {save_path}")
+
+
+def _start_local_server(repository: Path | None):
+    """The game's own Triton on the default ports, after building any missing model."""
+    from maas import recipes
+    from maas.server import ServerConfig, TritonServer
+
+    target = repository or default_repository()
+    for name in recipes.missing(target):
+        console.print(f"[bold]{name}[/] has no version yet: building it first")
+        build(model=name, quick=False, repository=target)
+    server = TritonServer(ServerConfig(repository=target))
+    with console.status(f"Starting Triton for the game (log: {server.log_path})"):
+        server.start()
+    console.print(f"[green]Triton ready[/] in {server.startup_s:.1f} s")
+    return server
+
+
 @app.command("tune-batching")
 def tune_batching_command(
     model: Annotated[str, typer.Argument(help="A model loaded on the server")],

@@ -66,3 +66,36 @@ def grpc_client(triton: TritonServer):
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{triton.config.grpc_port}")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def quick_repository(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The committed model repository's configs and labels with --quick builds of every recipe
+    (mnist, npc) through the CLI; returns the repository and each build's output."""
+    import shutil
+
+    from maas.paths import PROJECT_ROOT
+    from tests.cli_calls import maas
+
+    repository = tmp_path_factory.mktemp("quick_repo")
+    shutil.copytree(
+        PROJECT_ROOT / "model_repository",
+        repository,
+        ignore=shutil.ignore_patterns("[0-9]*", "README.md"),
+        dirs_exist_ok=True,
+    )
+    outputs = {}
+    for recipe in ("mnist", "npc"):
+        result = maas("build", recipe, "--quick", "--repository", str(repository))
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[recipe] = result.stdout
+    return repository, outputs
+
+
+@pytest.fixture(scope="session")
+def quick_server(
+    quick_repository: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    config = server_config(quick_repository[0], tmp_path_factory.mktemp("quick_logs"))
+    with TritonServer(config) as server:
+        yield server

@@ -3,39 +3,28 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from maas.paths import PROJECT_ROOT
-from maas.server import TritonServer
 from tests.cli_calls import maas
-from tests.conftest import server_config
 
 TYPED_DIGITS = sorted((PROJECT_ROOT / "tests" / "typed_digits").glob("*.txt"))
 
 
 @pytest.fixture(scope="module")
-def mnist_repository(tmp_path_factory) -> Path:
-    """A copy of the committed config and labels, with a --quick build in it, through the CLI."""
-    repository = tmp_path_factory.mktemp("mnist_repo")
-    shutil.copytree(
-        PROJECT_ROOT / "model_repository" / "mnist",
-        repository / "mnist",
-        ignore=shutil.ignore_patterns("[0-9]*"),
-    )
-    result = maas("build", "mnist", "--quick", "--repository", str(repository))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Built mnist version 1" in result.stdout
+def mnist_repository(quick_repository) -> Path:
+    """The session's repository with --quick builds (tests/conftest.py), made through the CLI."""
+    repository, outputs = quick_repository
+    assert "Built mnist version 1" in outputs["mnist"]
     return repository
 
 
 @pytest.fixture(scope="module")
-def mnist_server(mnist_repository, tmp_path_factory):
-    with TritonServer(server_config(mnist_repository, tmp_path_factory.mktemp("mnist_logs"))) as s:
-        yield s
+def mnist_server(quick_server):
+    return quick_server
 
 
 @pytest.fixture(scope="module")

@@ -4,39 +4,29 @@ called by the client library and by `maas chat`."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from maas.paths import PROJECT_ROOT
-from maas.server import TritonServer
 from maas_client.npc_file import NpcFileError, load_npc
 from tests.cli_calls import maas
-from tests.conftest import server_config
 
-MODELS = ("npc_tokenizer", "npc_bert", "npc_dialogue")
 INNKEEPER = PROJECT_ROOT / "examples" / "npcs" / "innkeeper.yaml"
 
 
 @pytest.fixture(scope="module")
-def npc_repository(tmp_path_factory) -> Path:
-    """Copies of the committed configs, with a --quick build in them, through the CLI."""
-    repository = tmp_path_factory.mktemp("npc_build_repo")
-    for name in MODELS:
-        (repository / name).mkdir()
-        shutil.copy2(PROJECT_ROOT / "model_repository" / name / "config.pbtxt", repository / name)
-    result = maas("build", "npc", "--quick", "--repository", str(repository))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Built npc version 1" in result.stdout
+def npc_repository(quick_repository) -> Path:
+    """The session's repository with --quick builds (tests/conftest.py), made through the CLI."""
+    repository, outputs = quick_repository
+    assert "Built npc version 1" in outputs["npc"]
     return repository
 
 
 @pytest.fixture(scope="module")
-def npc_server(npc_repository, tmp_path_factory):
-    with TritonServer(server_config(npc_repository, tmp_path_factory.mktemp("npc_logs"))) as s:
-        yield s
+def npc_server(quick_server):
+    return quick_server
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,9 @@ class ModelClient:
         result = self._call(model, lambda: self._client.infer(model, tensors, outputs=requested))
         return {name: result.as_numpy(name) for name in outputs}
 
+    def model_ready(self, model: str) -> bool:
+        return bool(self._call(model, lambda: self._client.is_model_ready(model)))
+
     def config_parameters(self, model: str) -> dict[str, str]:
         """The `parameters` of a model's config: where the server publishes model settings."""
         config = self._call(model, lambda: self._client.get_model_config(model))

@@ -1,0 +1,384 @@
+"""The terminal game: rooms to explore, characters who answer through `npc_dialogue`, and rune
+locks opened by digits drawn on a canvas and read by `mnist`. Every model call runs in a worker
+thread, so the screen never freezes; a missing server is said in plain words and retried."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Header, Input, Markdown, RichLog, Static
+
+from maas_client.errors import MaasClientError, ServerUnavailableError
+from maas_client.npc import Reply
+from maas_game.canvas import RuneCanvas
+from maas_game.services import GameServices
+from maas_game.state import Game, Outcome, SaveError
+from maas_game.world import Lock, World
+
+HEALTH_CHECK_S = 2.0
+HELP = """\
+# How to play
+
+Explore, talk, and open the rune locks. The numbers are in what people say.
+
+| command | what it does |
+|---|---|
+| *any text* | say it to the person you are talking to |
+| `/go north` (or `/n`, `/s`, `/e`, `/w`, `/up`, `/down`) | walk through an exit |
+| `/talk bess` | turn to someone in the room |
+| `/draw` (or `/draw down`) | draw a rune on a sealed lock here |
+| `/look` | describe the room again |
+| `/save`, `/load` | save or load your progress (also Ctrl+S, Ctrl+O) |
+| `/why` | show which line the model chose and its score (Ctrl+T) |
+| `/quit` | leave (progress is saved) |
+
+**Drawing a rune:** click and drag with the mouse, or move with the arrows and press space to
+ink; `c` clears, `u` undoes, `b` changes the brush. Enter asks the lock, Escape steps back.
+The lock shows its top three guesses.
+"""
+SHORT_DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west", "u": "up", "d": "down"}
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,f1,q", "dismiss", "Close help"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help"):
+            yield Markdown(HELP)
+            yield Button("Back to the game", id="close")
+
+    @on(Button.Pressed, "#close")
+    def close_help(self) -> None:
+        self.dismiss()
+
+
+class LockScreen(ModalScreen[bool]):
+    """Draw, ask the lock (mnist), see its top three guesses; dismissed with True once open."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "recognize", "Ask the lock"),
+        Binding("escape", "leave", "Step back"),
+    ]
+
+    def __init__(self, lock: Lock, game: Game, services: GameServices) -> None:
+        super().__init__()
+        self.lock, self.game, self.services = lock, game, services
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="lock"):
+            yield Static(f"[b]{self.lock.name.capitalize()}[/b]: {self.lock.description}")
+            with Horizontal():
+                yield RuneCanvas(id="canvas")
+                with Vertical(id="lock-side"):
+                    yield Static("Draw a digit, then press Enter.", id="guesses")
+                    yield Button("Ask the lock", id="recognize", variant="primary")
+                    yield Button("Clear", id="clear")
+                    yield Button("Step back", id="leave")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RuneCanvas).focus()
+
+    @on(Button.Pressed, "#recognize")
+    def action_recognize(self) -> None:
+        canvas = self.query_one(RuneCanvas)
+        if canvas.is_empty:
+            self.query_one("#guesses", Static).update("The plate is blank: draw a digit first.")
+            return
+        self.query_one("#guesses", Static).update("The rune plate hums...")
+        self.recognize(canvas.pixels.copy())
+
+    @on(Button.Pressed, "#clear")
+    def clear_canvas(self) -> None:
+        self.query_one(RuneCanvas).action_clear()
+
+    @on(Button.Pressed, "#leave")
+    def action_leave(self) -> None:
+        self.dismiss(False)
+
+    @work(thread=True, exclusive=True, group="lock")
+    def recognize(self, pixels) -> None:
+        try:
+            result = self.services.recognize(pixels)
+        except ServerUnavailableError:
+            self.app.call_from_thread(
+                self._show,
+                "The rune plate is dark: the model server does not answer. Your drawing is "
+                "kept; press Enter again when it is back.",
+                None,
+            )
+            return
+        except MaasClientError as error:
+            self.app.call_from_thread(self._show, f"The plate sputters: {error}", None)
+            return
+        self.app.call_from_thread(self._recognized, result)
+
+    def _recognized(self, result) -> None:
+        guesses = "\n".join(
+            f"{digit}  {'█' * round(p * 20):<20} {p:6.1%}" for digit, p in result.top(3)
+        )
+        self._show(f"The lock reads:\n{guesses}", self.game.try_lock(self.lock.id, result.digit))
+
+    def _show(self, text: str, outcome: Outcome | None) -> None:
+        message = text if outcome is None else f"{text}\n\n{outcome.message}"
+        self.query_one("#guesses", Static).update(message)
+        if outcome is not None:
+            if isinstance(self.app, GameApp):
+                self.app.say(outcome.message)
+            if outcome.ok:
+                self.set_timer(1.0, self._close_opened)
+
+    def _close_opened(self) -> None:
+        self.dismiss(True)  # not awaited: a screen cannot await its own dismissal
+
+
+class GameApp(App[None]):
+    CSS_PATH = "game.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+o", "load", "Load"),
+        Binding("ctrl+t", "why", "Model view"),
+        Binding("ctrl+d", "draw", "Draw rune"),
+        Binding("ctrl+q", "quit", "Quit"),
+    ]
+    show_why: reactive[bool] = reactive(False)
+
+    def __init__(
+        self, world: World, services: GameServices, save_path: Path, game: Game | None = None
+    ) -> None:
+        super().__init__()
+        self.world, self.services, self.save_path = world, services, save_path
+        self.game = game or Game(world)
+        self.title = world.title
+        self.ready: dict[str, bool] | None = None
+        self.pending: tuple[str, str] | None = None  # a line to say again when the server is back
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield Static(id="room")
+            yield RichLog(id="log", wrap=True, markup=True)
+        yield Input(placeholder="Say something, or /help", id="command")
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        log = self.query_one(RichLog)
+        if self.game.progress.log:
+            for line in self.game.progress.log:
+                log.write(line)
+            self.say("[i]Your saved game continues.[/i]")
+        else:
+            self.say(f"[b]{self.world.title}[/b]\n{self.world.intro}")
+            self.say(self.game.describe())
+        self.refresh_room()
+        self.query_one(Input).focus()
+        self.check_server()
+        self.set_interval(HEALTH_CHECK_S, self.check_server)
+
+    # --- what the player sees -------------------------------------------------------------
+    def say(self, text: str) -> None:
+        self.game.remember(text)
+        self.query_one(RichLog).write(text)
+
+    def refresh_room(self) -> None:
+        talking = self.game.talking_to
+        who = f"\n\nTalking to: [b]{self.world.npcs[talking].name}[/b]" if talking else ""
+        self.query_one("#room", Static).update(self.game.describe() + who)
+        self.query_one(Input).placeholder = (
+            f"Say something to {self.world.npcs[talking].name}, or /help"
+            if talking
+            else "Type /talk, /go DIRECTION, /draw or /help"
+        )
+
+    def update_status(self, error: str | None = None) -> None:
+        if error:
+            text = f"[red]Server {self.services.url}: {error}[/red] - retrying every 2 s"
+        elif self.ready is None:
+            text = f"Server {self.services.url}: checking..."
+        else:
+            models = "  ".join(
+                f"{name} {'[green]ready[/green]' if ok else '[red]not ready[/red]'}"
+                for name, ok in self.ready.items()
+            )
+            latency = self.services.last_latency_ms
+            last = f"  last call {latency:.0f} ms" if latency is not None else ""
+            text = f"Server {self.services.url}  {models}{last}"
+        self.query_one("#status", Static).update(text)
+
+    # --- the server --------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="health")
+    def check_server(self) -> None:
+        try:
+            ready = self.services.readiness()
+        except MaasClientError as error:
+            self.call_from_thread(self._server_down, str(error).split(":")[0] or "no answer")
+            return
+        self.call_from_thread(self._server_up, ready)
+
+    def _server_down(self, reason: str) -> None:
+        was_up = self.ready is not None
+        self.ready = None
+        self.update_status("not answering")
+        if was_up:
+            self.say(
+                f"[yellow]The spirits fall silent: the model server stopped answering "
+                f"({reason}). Your progress is safe; the game retries on its own.[/yellow]"
+            )
+
+    def _server_up(self, ready: dict[str, bool]) -> None:
+        came_back = self.ready is None and self.pending is not None
+        self.ready = ready
+        self.update_status()
+        if came_back and all(ready.values()) and self.pending is not None:
+            npc_id, text = self.pending
+            self.pending = None
+            self.say("[green]The server is back.[/green]")
+            self.talk_to_npc(npc_id, text)
+
+    # --- commands -----------------------------------------------------------------------------
+    @on(Input.Submitted, "#command")
+    def submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        event.input.value = ""
+        if not text:
+            return
+        if text.startswith("/"):
+            self.command(text[1:])
+        elif self.game.talking_to is None:
+            here = self.game.talk()
+            if not here.ok:
+                self.say(f"[dim]{here.message}[/dim]")
+                return
+            self.refresh_room()
+            self.player_says(text)
+        else:
+            self.player_says(text)
+
+    def command(self, text: str) -> None:
+        verb, _, rest = text.partition(" ")
+        verb, rest = verb.lower(), rest.strip()
+        if verb in SHORT_DIRECTIONS or verb in SHORT_DIRECTIONS.values():
+            verb, rest = "go", SHORT_DIRECTIONS.get(verb, verb)
+        actions = {
+            "go": lambda: self.move(rest),
+            "talk": lambda: self.turn_to(rest or None),
+            "draw": lambda: self.action_draw(rest or None),
+            "look": lambda: self.say(self.game.describe()),
+            "save": self.action_save,
+            "load": self.action_load,
+            "why": self.action_why,
+            "help": self.action_help,
+            "quit": self.action_quit,
+        }
+        action = actions.get(verb)
+        if action is None:
+            self.say(f"[dim]Unknown command /{verb}. Try /help.[/dim]")
+            return
+        action()
+
+    def move(self, direction: str) -> None:
+        outcome = self.game.go(direction)
+        self.say(outcome.message)
+        self.refresh_room()
+        if self.game.progress.won:
+            self.say(f"[b green]{self.world.win_text}[/b green]")
+        self.autosave()
+
+    def turn_to(self, who: str | None) -> None:
+        self.say(self.game.talk(who).message)
+        self.refresh_room()
+
+    def player_says(self, text: str) -> None:
+        npc_id = self.game.talking_to
+        assert npc_id is not None
+        self.say(f"[b cyan]You:[/b cyan] {text}")
+        self.talk_to_npc(npc_id, text)
+
+    @work(thread=True, exclusive=True, group="talk")
+    def talk_to_npc(self, npc_id: str, text: str) -> None:
+        npc = self.world.npcs[npc_id]
+        try:
+            reply = self.services.reply(npc, text)
+        except ServerUnavailableError:
+            self.pending = (npc_id, text)
+            self.call_from_thread(
+                self.say,
+                f"[yellow]{npc.name} can't hear you: the model server at {self.services.url} "
+                "does not answer. You'll get a reply when it is back.[/yellow]",
+            )
+            self.call_from_thread(self._server_down, "no answer")
+            return
+        except MaasClientError as error:
+            self.call_from_thread(self.say, f"[red]{npc.name} is lost for words: {error}[/red]")
+            return
+        self.call_from_thread(self._replied, npc_id, reply)
+
+    def _replied(self, npc_id: str, reply: Reply) -> None:
+        npc = self.world.npcs[npc_id]
+        self.say(f"[b]{npc.name}:[/b] {reply.text}")
+        if self.show_why:
+            verdict = ">=" if reply.understood else "<"
+            self.say(
+                f"[dim]model: best line {npc.lines[reply.index].id!r}, score {reply.score:.3f} "
+                f"{verdict} threshold {reply.threshold:.2f}[/dim]"
+            )
+        self.update_status()
+
+    # --- bound actions -------------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_why(self) -> None:
+        self.show_why = not self.show_why
+        self.say(f"[dim]Model view {'on' if self.show_why else 'off'}.[/dim]")
+
+    def action_draw(self, direction: str | None = None) -> None:
+        found = self.game.lock_to_open(direction)
+        if isinstance(found, Outcome):
+            self.say(found.message)
+            return
+
+        def closed(opened: bool | None) -> None:
+            self.refresh_room()
+            self.autosave()
+
+        self.push_screen(LockScreen(found, self.game, self.services), closed)
+
+    def action_save(self) -> None:
+        try:
+            self.game.save(self.save_path)
+        except SaveError as error:
+            self.say(f"[red]{error}[/red]")
+            return
+        self.say(f"[dim]Saved to {self.save_path}.[/dim]")
+
+    def action_load(self) -> None:
+        try:
+            self.game = Game.load(self.world, self.save_path)
+        except SaveError as error:
+            self.say(f"[red]{error}[/red]")
+            return
+        self.say(f"[dim]Loaded {self.save_path}.[/dim]")
+        self.say(self.game.describe())
+        self.refresh_room()
+
+    def autosave(self) -> None:
+        try:
+            self.game.save(self.save_path)
+        except SaveError as error:
+            self.say(f"[red]{error}[/red]")
+
+    async def action_quit(self) -> None:
+        self.autosave()
+        self.exit()

@@ -1,0 +1,165 @@
+"""The game's content (rooms, characters, rune locks) loaded from a data file and validated, so
+a writer can change the adventure without touching code and hears exactly what is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maas_client.errors import MaasClientError
+from maas_client.npc_file import Npc, NpcFileError, parse_npc
+
+DEFAULT_CONTENT = Path(__file__).parent / "content" / "lantern_vault.yaml"
+
+
+class ContentError(MaasClientError):
+    """A content file that cannot be played, with where and why."""
+
+
+@dataclass(frozen=True)
+class Exit:
+    direction: str
+    to: str
+    lock: str | None = None
+
+
+@dataclass(frozen=True)
+class Room:
+    id: str
+    name: str
+    description: str
+    exits: tuple[Exit, ...]
+    npcs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Lock:
+    id: str
+    name: str
+    digit: int
+    description: str
+
+
+@dataclass(frozen=True)
+class World:
+    title: str
+    intro: str
+    start: str
+    goal: str
+    win_text: str
+    rooms: dict[str, Room]
+    npcs: dict[str, Npc]
+    locks: dict[str, Lock]
+
+
+def load_world(path: Path = DEFAULT_CONTENT) -> World:
+    try:
+        import yaml
+    except ImportError:
+        raise ContentError("game content needs PyYAML (pip install pyyaml)") from None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ContentError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ContentError(f"{path}: cannot read it ({error})") from None
+    except yaml.YAMLError as error:
+        raise ContentError(f"{path}: not valid YAML: {error}") from None
+    return parse_world(data, str(path))
+
+
+def parse_world(data: Any, where: str) -> World:
+    if not isinstance(data, dict):
+        raise ContentError(f"{where}: expected a mapping with title, start, goal, rooms, ...")
+    text = {key: _string(data, key, where) for key in ("title", "start", "goal", "win_text")}
+    intro = data.get("intro", "")
+    npcs = {
+        npc_id: _npc(entry, f"{where}: npcs.{npc_id}")
+        for npc_id, entry in _mapping(data, "npcs", where).items()
+    }
+    locks = {
+        lock_id: _lock(lock_id, entry, f"{where}: locks.{lock_id}")
+        for lock_id, entry in _mapping(data, "locks", where, required=False).items()
+    }
+    rooms = {
+        room_id: _room(room_id, entry, f"{where}: rooms.{room_id}")
+        for room_id, entry in _mapping(data, "rooms", where).items()
+    }
+    for key in ("start", "goal"):
+        if text[key] not in rooms:
+            raise ContentError(f"{where}: {key} {text[key]!r} is not a room ({sorted(rooms)})")
+    for room in rooms.values():
+        for exit_ in room.exits:
+            if exit_.to not in rooms:
+                raise ContentError(
+                    f"{where}: rooms.{room.id}.exits.{exit_.direction} leads to unknown room "
+                    f"{exit_.to!r}"
+                )
+            if exit_.lock is not None and exit_.lock not in locks:
+                raise ContentError(
+                    f"{where}: rooms.{room.id}.exits.{exit_.direction} uses unknown lock "
+                    f"{exit_.lock!r}"
+                )
+        for npc_id in room.npcs:
+            if npc_id not in npcs:
+                raise ContentError(f"{where}: rooms.{room.id} has unknown npc {npc_id!r}")
+    return World(
+        text["title"], str(intro), text["start"], text["goal"], text["win_text"], rooms, npcs, locks
+    )
+
+
+def _string(data: dict, key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ContentError(f"{where}: '{key}' must be a non-empty string")
+    return value.strip()
+
+
+def _mapping(data: dict, key: str, where: str, *, required: bool = True) -> dict:
+    value = data.get(key, None if required else {})
+    if not isinstance(value, dict) or (required and not value):
+        raise ContentError(f"{where}: '{key}' must be a mapping of id -> {key[:-1]}")
+    return value
+
+
+def _npc(entry: Any, where: str) -> Npc:
+    try:
+        return parse_npc(entry, where)
+    except NpcFileError as error:
+        raise ContentError(str(error)) from None
+
+
+def _lock(lock_id: str, entry: Any, where: str) -> Lock:
+    if not isinstance(entry, dict):
+        raise ContentError(f"{where}: expected a mapping with name, digit, description")
+    digit = entry.get("digit")
+    if not isinstance(digit, int) or isinstance(digit, bool) or not 0 <= digit <= 9:
+        raise ContentError(f"{where}: 'digit' must be a whole number 0 to 9, not {digit!r}")
+    return Lock(lock_id, _string(entry, "name", where), digit, _string(entry, "description", where))
+
+
+def _room(room_id: str, entry: Any, where: str) -> Room:
+    if not isinstance(entry, dict):
+        raise ContentError(f"{where}: expected a mapping with name, description, exits")
+    exits = []
+    for direction, target in (entry.get("exits") or {}).items():
+        if isinstance(target, str):
+            exits.append(Exit(str(direction), target))
+        elif isinstance(target, dict) and isinstance(target.get("to"), str):
+            lock = target.get("lock")
+            if lock is not None and not isinstance(lock, str):
+                raise ContentError(f"{where}: exits.{direction}.lock must be a lock id")
+            exits.append(Exit(str(direction), target["to"], lock))
+        else:
+            raise ContentError(f"{where}: exits.{direction} must be a room id or {{to, lock}}")
+    npcs = entry.get("npcs") or []
+    if not isinstance(npcs, list) or not all(isinstance(n, str) for n in npcs):
+        raise ContentError(f"{where}: 'npcs' must be a list of npc ids")
+    return Room(
+        room_id,
+        _string(entry, "name", where),
+        _string(entry, "description", where),
+        tuple(exits),
+        tuple(npcs),
+    )
