@@ -13,7 +13,7 @@ from maas_client.npc_file import Npc
 
 MODEL = "npc_dialogue"
 MAX_BATCH = 64  # npc_dialogue's max_batch_size; longer repertoires are split over requests
-DEFAULT_THRESHOLD = 0.35  # used when the server's config does not publish REPLY_THRESHOLD
+DEFAULT_THRESHOLD = 0.34  # used when the server's config does not publish REPLY_THRESHOLD
 THRESHOLD_PARAMETER = "REPLY_THRESHOLD"
 
 
