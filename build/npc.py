@@ -307,8 +307,22 @@ def _export_module() -> Any:
     return sys.modules[name]
 
 
+def _quiet_libraries() -> None:
+    """Deprecation and tracer chatter from transformers says nothing to someone building."""
+    import warnings
+
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    for category in (FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", message=r"Converting a tensor to a Python boolean")
+
+
 def build(repository: Path, *, quick: bool = False, **overrides: Any) -> ModelCard:
     import torch
+
+    _quiet_libraries()
 
     for name in MODELS:
         if not (repository / name / "config.pbtxt").exists():

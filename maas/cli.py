@@ -173,7 +173,7 @@ def build(
     console.print_json(json.dumps(card.__dict__))
     console.print(
         f"[bold green]Built {model} version {card.version}[/] in {card.timings_s['total']:.0f} s: "
-        f"{target / model / str(card.version)}"
+        f"{target / card.model / str(card.version)}"
     )
 
 
