@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -15,11 +16,11 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 SIDE = 28
-CELL_WIDTH = 2  # terminal cells are about twice as tall as wide: two columns per pixel
-INK = Style(bgcolor="rgb(235,235,235)")
-BLANK = Style(bgcolor="rgb(25,25,35)")
-CURSOR_INK = Style(bgcolor="rgb(255,190,60)")
-CURSOR_BLANK = Style(bgcolor="rgb(120,90,30)")
+INK = Color.from_rgb(235, 235, 235)
+BLANK = Color.from_rgb(25, 25, 35)
+CURSOR_INK = Color.from_rgb(255, 190, 60)
+CURSOR_BLANK = Color.from_rgb(120, 90, 30)
+COMPACT_BELOW_ROWS = 40  # terminals shorter than this get the half-height canvas
 
 
 class RuneCanvas(Widget, can_focus=True):
@@ -37,37 +38,57 @@ class RuneCanvas(Widget, can_focus=True):
     ]
 
     DEFAULT_CSS = """
-    RuneCanvas { width: 56; height: 28; }
+    RuneCanvas { width: auto; height: auto; }
     """
 
     cursor: reactive[tuple[int, int]] = reactive((SIDE // 2, SIDE // 2))
     brush: reactive[int] = reactive(2)
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, compact: bool | None = None, id: str | None = None) -> None:
+        """`compact`: one column and half a row per pixel (two pixels per cell with a half
+        block), so 28x28 fits an 80x24 terminal; otherwise two columns and one row per pixel.
+        Both keep pixels square. None picks by the terminal's height."""
         super().__init__(id=id)
+        self._compact = compact
         self.pixels = np.zeros((SIDE, SIDE), np.float32)
         self._history: list[np.ndarray] = []
         self._dragging = False
 
+    @property
+    def compact(self) -> bool:
+        if self._compact is None:
+            self._compact = self.app.size.height < COMPACT_BELOW_ROWS
+        return self._compact
+
+    @property
+    def cell_width(self) -> int:
+        return 1 if self.compact else 2
+
     def get_content_width(self, container: Size, viewport: Size) -> int:
-        return SIDE * CELL_WIDTH
+        return SIDE * self.cell_width
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return SIDE
+        return SIDE // 2 if self.compact else SIDE
+
+    def _color(self, x: int, y: int) -> Color:
+        inked = self.pixels[y, x] > 0.5
+        if (x, y) == self.cursor and self.has_focus:
+            return CURSOR_INK if inked else CURSOR_BLANK
+        return INK if inked else BLANK
 
     def render_line(self, y: int) -> Strip:
+        if self.compact:
+            if y >= SIDE // 2:
+                return Strip.blank(self.size.width)
+            segments = [
+                Segment("▀", Style(color=self._color(x, 2 * y), bgcolor=self._color(x, 2 * y + 1)))
+                for x in range(SIDE)
+            ]
+            return Strip(segments, SIDE)
         if y >= SIDE:
             return Strip.blank(self.size.width)
-        cx, cy = self.cursor
-        segments = []
-        for x in range(SIDE):
-            inked = self.pixels[y, x] > 0.5
-            if (x, y) == (cx, cy) and self.has_focus:
-                style = CURSOR_INK if inked else CURSOR_BLANK
-            else:
-                style = INK if inked else BLANK
-            segments.append(Segment(" " * CELL_WIDTH, style))
-        return Strip(segments, SIDE * CELL_WIDTH)
+        segments = [Segment("  ", Style(bgcolor=self._color(x, y))) for x in range(SIDE)]
+        return Strip(segments, SIDE * 2)
 
     @property
     def is_empty(self) -> bool:
@@ -83,12 +104,16 @@ class RuneCanvas(Widget, can_focus=True):
         self._history.append(self.pixels.copy())
         del self._history[:-50]
 
-    def _stamp(self, x: int, y: int) -> None:
-        self.pixels[max(0, y) : y + self.brush, max(0, x) : x + self.brush] = 1.0
+    def _stamp(self, x: int, y: int, *, tall: bool = False) -> None:
+        """Ink a brush-sized square; `tall` covers both pixels of a compact cell (the mouse
+        cannot tell its upper half from its lower)."""
+        height = max(self.brush, 2) if tall else self.brush
+        self.pixels[max(0, y) : y + height, max(0, x) : x + self.brush] = 1.0
         self.refresh()
 
     def _pixel_at(self, event: events.MouseEvent) -> tuple[int, int] | None:
-        x, y = event.x // CELL_WIDTH, event.y
+        x = event.x // self.cell_width
+        y = event.y * 2 if self.compact else event.y
         return (x, y) if 0 <= x < SIDE and 0 <= y < SIDE else None
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
@@ -100,7 +125,7 @@ class RuneCanvas(Widget, can_focus=True):
         self._dragging = True
         self._checkpoint()
         self.cursor = spot
-        self._stamp(*spot)
+        self._stamp(*spot, tall=self.compact)
 
     def on_mouse_move(self, event: events.MouseMove) -> None:
         spot = self._pixel_at(event)
@@ -116,7 +141,8 @@ class RuneCanvas(Widget, can_focus=True):
         (x0, y0), (x1, y1) = self.cursor, spot
         steps = max(abs(x1 - x0), abs(y1 - y0), 1)
         for i in range(1, steps + 1):
-            self._stamp(round(x0 + (x1 - x0) * i / steps), round(y0 + (y1 - y0) * i / steps))
+            x, y = round(x0 + (x1 - x0) * i / steps), round(y0 + (y1 - y0) * i / steps)
+            self._stamp(x, y, tall=self.compact)
         self.cursor = spot
 
     def action_move(self, dx: int, dy: int) -> None:
