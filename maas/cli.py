@@ -332,6 +332,61 @@ def _start_local_server(repository: Path | None):
     return server
 
 
+@app.command()
+def loadtest(
+    url: UrlOption = None,
+    users: Annotated[int, typer.Option(help="Simulated players", min=1)] = 20,
+    spawn_rate: Annotated[float, typer.Option(help="Players started per second", min=0.1)] = 5.0,
+    duration: Annotated[str, typer.Option(help="Run time: 30s, 5m, 1h")] = "1m",
+    think_time: Annotated[
+        bool, typer.Option(help="Players pause 0.5-2 s between actions (off: stress)")
+    ] = True,
+    reports: Annotated[Path | None, typer.Option(help="Where the HTML and CSV go")] = None,
+) -> None:
+    """Locust, headless: players talking (npc_dialogue) and drawing (mnist), with HTML and
+    CSV reports."""
+    import csv
+    import os
+    import subprocess
+
+    from maas.paths import PROJECT_ROOT
+    from maas_client.status import fetch_status
+
+    found = fetch_status(url)  # one clear line when nothing answers
+    missing = {"npc_dialogue", "mnist"} - {m.name for m in found.models if m.state == "READY"}
+    if missing:
+        fail(f"{found.url} does not serve {', '.join(sorted(missing))} (see `maas status`)")
+    folder = reports or PROJECT_ROOT / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = folder / f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}"
+    command = [
+        sys.executable, "-m", "locust", "-f", str(PROJECT_ROOT / "loadtest" / "locustfile.py"),
+        "--headless", "--host", f"http://{found.url}", "--users", str(users),
+        "--spawn-rate", str(spawn_rate), "--run-time", duration, "--html", f"{prefix}.html",
+        "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
+    ]  # fmt: skip
+    env = {**os.environ, "MAAS_THINK_TIME": "1" if think_time else "0"}
+    console.print(
+        f"Locust: {users} players ({spawn_rate}/s) for {duration} against {found.url}"
+        f"{'' if think_time else ', no think time'}"
+    )
+    code = subprocess.run(command, env=env, check=False).returncode
+    stats = Path(f"{prefix}_stats.csv")
+    if not stats.exists():
+        fail(f"Locust did not finish (exit code {code}); nothing written to {folder}")
+    table = Table("name", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms")
+    with stats.open() as handle:
+        for row in csv.DictReader(handle):
+            table.add_row(
+                row["Name"], row["Request Count"], row["Failure Count"],
+                f"{float(row['Requests/s']):.1f}", row["50%"], row["95%"], row["99%"],
+            )  # fmt: skip
+    console.print(table)
+    console.print(f"Report: {prefix}.html (CSV: {prefix}_*.csv)")
+    if code != 0:
+        fail(f"Locust reported failures (exit code {code}); see {prefix}_failures.csv")
+
+
 @app.command("tune-batching")
 def tune_batching_command(
     model: Annotated[str, typer.Argument(help="A model loaded on the server")],

@@ -1,0 +1,31 @@
+"""`maas loadtest` as CI runs it: a seconds-long Locust run against a real Triton with the
+quick-built models, both player types, content checked, reports written."""
+
+from __future__ import annotations
+
+import csv
+
+from tests.cli_calls import maas
+
+
+def test_loadtest_smoke_writes_reports_without_failures(quick_server, tmp_path):
+    url = quick_server.config.http_url
+    result = maas(
+        "loadtest", "--url", url, "--users", "6", "--spawn-rate", "6", "--duration", "6s",
+        "--no-think-time", "--reports", str(tmp_path), timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "npc_dialogue" in result.stdout and "mnist" in result.stdout
+    html = list(tmp_path.glob("loadtest-*.html"))
+    stats = list(tmp_path.glob("loadtest-*_stats.csv"))
+    assert len(html) == 1 and len(stats) == 1
+    with stats[0].open() as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    for name in ("npc_dialogue", "mnist"):
+        assert int(rows[name]["Request Count"]) > 0 and rows[name]["Failure Count"] == "0"
+
+
+def test_loadtest_without_server_is_one_clear_line(tmp_path):
+    result = maas("loadtest", "--url", "127.0.0.1:9", "--reports", str(tmp_path), timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "127.0.0.1:9" in result.stderr and not list(tmp_path.iterdir())
