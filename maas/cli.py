@@ -370,10 +370,17 @@ def loadtest(
         f"Locust: {users} players ({spawn_rate}/s) for {duration} against {found.url}"
         f"{'' if think_time else ', no think time'}"
     )
-    code = subprocess.run(command, env=env, check=False).returncode
+    log = Path(f"{prefix}.log")
+    started = time.monotonic()
+    with log.open("w") as out, console.status("Locust is running") as running:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        while process.poll() is None:
+            running.update(f"Locust is running: {time.monotonic() - started:.0f} s of {duration}")
+            time.sleep(0.5)
+    code = process.returncode
     stats = Path(f"{prefix}_stats.csv")
     if not stats.exists():
-        fail(f"Locust did not finish (exit code {code}); nothing written to {folder}")
+        fail(f"Locust did not finish (exit code {code}); its output is in {log}")
     table = Table("name", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms")
     with stats.open() as handle:
         for row in csv.DictReader(handle):
@@ -382,7 +389,7 @@ def loadtest(
                 f"{float(row['Requests/s']):.1f}", row["50%"], row["95%"], row["99%"],
             )  # fmt: skip
     console.print(table)
-    console.print(f"Report: {prefix}.html (CSV: {prefix}_*.csv)")
+    console.print(f"Report: {prefix}.html (CSV: {prefix}_*.csv, log: {log})")
     if code != 0:
         fail(f"Locust reported failures (exit code {code}); see {prefix}_failures.csv")
 
