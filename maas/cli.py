@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -392,6 +393,104 @@ def loadtest(
     console.print(f"Report: {prefix}.html (CSV: {prefix}_*.csv, log: {log})")
     if code != 0:
         fail(f"Locust reported failures (exit code {code}); see {prefix}_failures.csv")
+
+
+@app.command()
+def bench(
+    repository: RepositoryOption = None,
+    concurrency: Annotated[str, typer.Option(help="Closed-loop clients, comma-separated")] = (
+        "1,8,32"
+    ),
+    seconds: Annotated[float, typer.Option(help="Measured seconds per point", min=0.2)] = 10.0,
+    in_process_seconds: Annotated[
+        float, typer.Option(help="Seconds per in-process batch size", min=0.1)
+    ] = 3.0,
+    reports: Annotated[Path | None, typer.Option(help="Where JSON and the plot go")] = None,
+) -> None:
+    """In-process limit, Triton with and without dynamic batching, and a FastAPI baseline, for
+    mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/."""
+    import json
+    import platform
+
+    from maas import bench as b
+    from maas.paths import PROJECT_ROOT
+    from maas.server import ServerConfig, TritonServer
+
+    levels = _int_list(concurrency, "--concurrency")
+    target = repository or default_repository()
+    folder = reports or PROJECT_ROOT / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    data = b.payloads()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor() or "unknown CPU",
+    )  # fmt: skip
+    machine = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    items = {"mnist": 1, "npc_dialogue": len(data.lines)}
+    with console.status("(a) in-process: the framework called directly"):
+        limit = b.in_process(target, data, in_process_seconds)
+    report: dict = {"machine": machine, "in_process": {m: {"rows": r} for m, r in limit.items()}}
+    served: list[dict] = []
+
+    def measure(server: str, callers: dict) -> None:
+        for model, make in callers.items():
+            for level in levels:
+                with console.status(f"{server}: {model}, {level} clients"):
+                    row = b.load(make, level, seconds, items[model])
+                served.append({"model": model, "server": server, **row})
+                console.print(f"  {server:28} {model:13} c={level:<3} {row['throughput']:>8} /s "
+                              f"p99 {row['p99_ms']} ms")  # fmt: skip
+
+    ports = [b.free_port() for _ in range(3)]
+    config = ServerConfig(
+        repository=target, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]
+    )
+    with console.status("Starting Triton"), TritonServer(config) as server:
+        callers = b.triton_callers(config.http_url, data)
+        measure("triton, dynamic batching", callers)
+        for model, make in callers.items():
+            original = b.set_dynamic_batching(config.http_url, model, None)
+            try:
+                measure("triton, no batching", {model: make})
+            finally:
+                b.set_dynamic_batching(config.http_url, model, original)
+        del server
+    port = b.free_port()
+    with console.status("Starting the FastAPI baseline"):
+        process = b.start_fastapi(target, port, folder / f"bench-{stamp}-fastapi.log")
+    try:
+        measure("fastapi + uvicorn", b.fastapi_callers(port, data))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    report["served"] = b.with_ratios(served, report["in_process"])
+    path = folder / f"bench-{stamp}.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    picture = b.plot(report, folder / f"bench-{stamp}.png")
+    for model, found in report["in_process"].items():
+        console.print(f"(a) in-process {model}: " + ", ".join(
+            f"batch {r['batch']}: {r['throughput']}/s" for r in found["rows"]))  # fmt: skip
+    table = Table("model", "server", "clients", "items/s", "x in-process", "p50 ms", "p95 ms",
+                  "p99 ms", "client CPU", title=machine)  # fmt: skip
+    for row in report["served"]:
+        table.add_row(row["model"], row["server"], str(row["concurrency"]),
+                      f"{row['throughput']:.1f}", f"{row['throughput_vs_inprocess']:.2f}",
+                      f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}", f"{row['p99_ms']:.1f}",
+                      f"{row['client_cpu_cores']:.2f}")  # fmt: skip
+    console.print(table)
+    console.print(f"Raw figures: {path}\nPlot: {picture}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"{option} expects comma-separated whole numbers, not {text!r}")
+    if not values or min(values) < 1:
+        fail(f"{option} expects numbers of 1 or more")
+    return values
 
 
 @app.command("tune-batching")
