@@ -222,6 +222,8 @@ def chat(
     scores: Annotated[bool, typer.Option(help="Show the chosen line's score")] = False,
 ) -> None:
     """Talk with one NPC in the terminal; replies come from npc_dialogue. /quit or Ctrl-D ends."""
+    from rich.markup import escape
+
     from maas_client.errors import MaasClientError, ServerUnavailableError
     from maas_client.npc import NpcClient
     from maas_client.npc_file import load_npcs
@@ -250,13 +252,15 @@ def chat(
                 break
             try:
                 answer = client.reply(chosen, said, threshold=threshold)
+            except KeyboardInterrupt:
+                break
             except ServerUnavailableError as error:
                 err_console.print(f"[yellow]{error}[/]; say it again when it is back")
                 continue
             except MaasClientError as error:
                 err_console.print(f"[red]{error}[/]")
                 continue
-            console.print(f"[bold]{chosen.name}:[/] {answer.text}", highlight=False)
+            console.print(f"[bold]{escape(chosen.name)}:[/] {escape(answer.text)}", highlight=False)
             if scores:
                 line = chosen.lines[answer.index]
                 verdict = ">=" if answer.understood else "<"
@@ -267,17 +271,21 @@ def chat(
                 )
 
 
-def default_save_path() -> Path:
+def default_save_path(title: str) -> Path:
+    """One save per adventure, so playing another content file never overwrites this one."""
+    import re
+
     from maas.paths import cache_root
 
-    return cache_root() / "savegame.json"
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "adventure"
+    return cache_root() / "saves" / f"{slug}.json"
 
 
 @app.command()
 def play(
     url: UrlOption = None,
     save: Annotated[
-        Path | None, typer.Option(help="Progress file (default ~/.cache/maas/savegame.json)")
+        Path | None, typer.Option(help="Progress file (default ~/.cache/maas/saves/TITLE.json)")
     ] = None,
     new: Annotated[bool, typer.Option("--new", help="Start over instead of continuing")] = False,
     content: Annotated[Path | None, typer.Option(help="Another adventure file (YAML)")] = None,
@@ -293,13 +301,19 @@ def play(
     from maas_game.world import DEFAULT_CONTENT, load_world
 
     world = load_world(content or DEFAULT_CONTENT)
-    save_path = save or default_save_path()
+    save_path = save or default_save_path(world.title)
     game = None
     if save_path.exists() and not new:
         try:
             game = Game.load(world, save_path)
         except SaveError as error:
-            err_console.print(f"[yellow]{error}; starting a new game[/]")
+            kept = save_path.with_suffix(".unreadable.json")
+            save_path.replace(kept)
+            err_console.print(f"[yellow]{error}; kept it as {kept} and started a new game[/]")
+        else:
+            if game.progress.won:
+                console.print("That adventure was won: starting a new one (--save to keep both)")
+                game = None
     server = None
     if url is None:
         try:
@@ -375,9 +389,15 @@ def loadtest(
     started = time.monotonic()
     with log.open("w") as out, console.status("Locust is running") as running:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        while process.poll() is None:
-            running.update(f"Locust is running: {time.monotonic() - started:.0f} s of {duration}")
-            time.sleep(0.5)
+        try:
+            while process.poll() is None:
+                elapsed = time.monotonic() - started
+                running.update(f"Locust is running: {elapsed:.0f} s of {duration}")
+                time.sleep(0.5)
+        except KeyboardInterrupt:  # stop early, still report what was measured
+            running.update("Stopping Locust (it writes its reports first) ...")
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
     code = process.returncode
     stats = Path(f"{prefix}_stats.csv")
     if not stats.exists():

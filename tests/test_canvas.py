@@ -66,3 +66,19 @@ async def test_the_lock_screen_fits_an_80x24_terminal(tmp_path):
         assert canvas.compact and canvas.region.bottom <= 24 and canvas.region.right <= 80
         assert app.screen.query_one("#recognize").region.bottom <= 24
     services.close()
+
+
+@pytest.mark.asyncio
+async def test_text_that_looks_like_markup_is_shown_as_typed(tmp_path):
+    services = GameServices("127.0.0.1:9", timeout_s=1)
+    app = GameApp(load_world(), services, tmp_path / "save.json")
+    async with app.run_test(size=(100, 30)) as pilot:
+        for text in ("/go n", "what is [/b] this [red]"):
+            app.query_one("#command").value = text
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        assert app.game.room.id == "inn"
+        assert r"You:[/b cyan] what is \[/b] this \[red]" in "\n".join(app.game.progress.log)
+        assert "can't hear you" in app.game.progress.log[-1]  # no server: said plainly
+    services.close()

@@ -51,6 +51,8 @@ def test_talking_needs_someone_here(world):
     assert game.talk().ok and game.talking_to == "bess"
     assert not game.talk("garrick").ok
     assert not game.go("sideways").ok
+    assert game.lock_to_open("D").id == "cellar_door"  # short and any-case directions
+    assert not game.go("d").ok and game.go("S").ok and game.room.id == "square"
 
 
 def test_save_and_load_round_trip(world, tmp_path):
@@ -101,6 +103,10 @@ def content_with(change):
         (lambda d: d["npcs"]["bess"].update(lines=[]), "npcs.bess"),
         (lambda d: d["rooms"]["inn"]["exits"]["down"].update(lock="nope"), "unknown lock 'nope'"),
         (lambda d: d.pop("title"), "'title' must be a non-empty string"),
+        (lambda d: d["rooms"]["inn"].update(exits=["south"]), "'exits' must map a direction"),
+        (lambda d: d["rooms"]["crypt"]["exits"].pop("north"), "no path of exits leads"),
+        (lambda d: d["rooms"]["inn"].update(exit={"up": "square"}), "unknown keys ['exit']"),
+        (lambda d: d.update(intro=["x"]), "'intro' must be text"),
     ],
 )
 def test_content_errors_name_the_place(change, message):

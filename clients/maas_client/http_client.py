@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 from typing import Any
 
 import numpy as np
@@ -65,5 +66,7 @@ class ModelClient:
             if any(word in message for word in ("Connection refused", "timed out", "Broken pipe")):
                 raise ServerUnavailableError(f"no answer from {self.url}: {message}") from None
             raise MaasClientError(f"{model}: {message}") from None
-        except (ConnectionError, OSError) as error:
-            raise ServerUnavailableError(f"no answer from {self.url}: {error}") from None
+        except (ConnectionError, OSError, http.client.HTTPException) as error:
+            # HTTPException: a kept-alive connection the server closed (it restarted)
+            reason = str(error) or type(error).__name__
+            raise ServerUnavailableError(f"no answer from {self.url}: {reason}") from None

@@ -58,7 +58,7 @@ class NpcClient(ModelClient):
 
     @property
     def threshold(self) -> float:
-        """The server's REPLY_THRESHOLD (read once), set by the build that trained the model."""
+        """The server's REPLY_THRESHOLD (read once): the operator's choice, from the model card."""
         if self._threshold is None:
             raw = self.config_parameters(MODEL).get(THRESHOLD_PARAMETER)
             try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -19,7 +21,7 @@ from maas_client.errors import MaasClientError, ServerUnavailableError
 from maas_client.npc import Reply
 from maas_game.canvas import RuneCanvas
 from maas_game.services import GameServices
-from maas_game.state import Game, Outcome, SaveError
+from maas_game.state import SHORT_DIRECTIONS, Game, Outcome, SaveError
 from maas_game.world import Lock, World
 
 HEALTH_CHECK_S = 2.0
@@ -43,7 +45,6 @@ Explore, talk, and open the rune locks. The numbers are in what people say.
 ink; `c` clears, `u` undoes, `b` changes the brush. Enter asks the lock, Escape steps back.
 The lock shows its top three guesses.
 """
-SHORT_DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west", "u": "up", "d": "down"}
 
 
 class HelpScreen(ModalScreen[None]):
@@ -75,7 +76,9 @@ class LockScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="lock"):
-            yield Static(f"[b]{self.lock.name.capitalize()}[/b]: {self.lock.description}")
+            yield Static(
+                f"[b]{escape(self.lock.name.capitalize())}[/b]: {escape(self.lock.description)}"
+            )
             with Horizontal():
                 yield RuneCanvas(id="canvas")
                 with Vertical(id="lock-side"):
@@ -117,8 +120,10 @@ class LockScreen(ModalScreen[bool]):
                 None,
             )
             return
-        except MaasClientError as error:
-            self.app.call_from_thread(self._show, f"The plate sputters: {error}", None)
+        except Exception as error:  # a model error, or a bug: a plain line, never a traceback
+            self.app.call_from_thread(
+                self._show, f"The plate sputters: {error or type(error).__name__}", None
+            )
             return
         self.app.call_from_thread(self._recognized, result)
 
@@ -130,10 +135,10 @@ class LockScreen(ModalScreen[bool]):
 
     def _show(self, text: str, outcome: Outcome | None) -> None:
         message = text if outcome is None else f"{text}\n\n{outcome.message}"
-        self.query_one("#guesses", Static).update(message)
+        self.query_one("#guesses", Static).update(Text(message))
         if outcome is not None:
             if isinstance(self.app, GameApp):
-                self.app.say(outcome.message)
+                self.app.say(escape(outcome.message))
             if outcome.ok:
                 self.set_timer(1.0, self._close_opened)
 
@@ -148,7 +153,7 @@ class GameApp(App[None]):
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "load", "Load"),
         Binding("ctrl+t", "why", "Model view"),
-        Binding("ctrl+d", "draw", "Draw rune"),
+        Binding("ctrl+d", "draw", "Draw rune", priority=True),  # the input would take it
         Binding("ctrl+q", "quit", "Quit"),
     ]
     show_why: reactive[bool] = reactive(False)
@@ -162,6 +167,7 @@ class GameApp(App[None]):
         self.title = world.title
         self.ready: dict[str, bool] | None = None
         self.pending: tuple[str, str] | None = None  # a line to say again when the server is back
+        self._checking = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -179,8 +185,8 @@ class GameApp(App[None]):
                 log.write(line)
             self.say("[i]Your saved game continues.[/i]")
         else:
-            self.say(f"[b]{self.world.title}[/b]\n{self.world.intro}")
-            self.say(self.game.describe())
+            self.say(f"[b]{escape(self.world.title)}[/b]\n{escape(self.world.intro)}")
+            self.say(escape(self.game.describe()))
         self.refresh_room()
         self.query_one(Input).focus()
         self.check_server()
@@ -193,8 +199,8 @@ class GameApp(App[None]):
 
     def refresh_room(self) -> None:
         talking = self.game.talking_to
-        who = f"\n\nTalking to: [b]{self.world.npcs[talking].name}[/b]" if talking else ""
-        self.query_one("#room", Static).update(self.game.describe() + who)
+        who = f"\n\nTalking to: [b]{escape(self.world.npcs[talking].name)}[/b]" if talking else ""
+        self.query_one("#room", Static).update(escape(self.game.describe()) + who)
         self.query_one(Input).placeholder = (
             f"Say something to {self.world.npcs[talking].name}, or /help"
             if talking
@@ -217,13 +223,23 @@ class GameApp(App[None]):
         self.query_one("#status", Static).update(text)
 
     # --- the server --------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="health")
     def check_server(self) -> None:
+        if not self._checking:  # a hung server must not pile checks up behind each other
+            self._checking = True
+            self._check_server()
+
+    @work(thread=True, group="health")
+    def _check_server(self) -> None:
         try:
             ready = self.services.readiness()
         except MaasClientError as error:
             self.call_from_thread(self._server_down, str(error).split(":")[0] or "no answer")
             return
+        except Exception as error:  # the last resort: a plain line, never a traceback
+            self.call_from_thread(self._server_down, type(error).__name__)
+            return
+        finally:
+            self._checking = False
         self.call_from_thread(self._server_up, ready)
 
     def _server_down(self, reason: str) -> None:
@@ -233,14 +249,13 @@ class GameApp(App[None]):
         if was_up:
             self.say(
                 f"[yellow]The spirits fall silent: the model server stopped answering "
-                f"({reason}). Your progress is safe; the game retries on its own.[/yellow]"
+                f"({escape(reason)}). Your progress is safe; the game retries on its own.[/yellow]"
             )
 
     def _server_up(self, ready: dict[str, bool]) -> None:
-        came_back = self.ready is None and self.pending is not None
         self.ready = ready
         self.update_status()
-        if came_back and all(ready.values()) and self.pending is not None:
+        if self.pending is not None and all(ready.values()):
             npc_id, text = self.pending
             self.pending = None
             self.say("[green]The server is back.[/green]")
@@ -258,7 +273,7 @@ class GameApp(App[None]):
         elif self.game.talking_to is None:
             here = self.game.talk()
             if not here.ok:
-                self.say(f"[dim]{here.message}[/dim]")
+                self.say(f"[dim]{escape(here.message)}[/dim]")
                 return
             self.refresh_room()
             self.player_says(text)
@@ -274,7 +289,7 @@ class GameApp(App[None]):
             "go": lambda: self.move(rest),
             "talk": lambda: self.turn_to(rest or None),
             "draw": lambda: self.action_draw(rest or None),
-            "look": lambda: self.say(self.game.describe()),
+            "look": lambda: self.say(escape(self.game.describe())),
             "save": self.action_save,
             "load": self.action_load,
             "why": self.action_why,
@@ -283,26 +298,28 @@ class GameApp(App[None]):
         }
         action = actions.get(verb)
         if action is None:
-            self.say(f"[dim]Unknown command /{verb}. Try /help.[/dim]")
+            self.say(f"[dim]Unknown command /{escape(verb)}. Try /help.[/dim]")
             return
         action()
 
     def move(self, direction: str) -> None:
+        already_won = self.game.progress.won
         outcome = self.game.go(direction)
-        self.say(outcome.message)
+        self.pending = None  # a line meant for someone in the room just left
+        self.say(escape(outcome.message))
         self.refresh_room()
-        if self.game.progress.won:
-            self.say(f"[b green]{self.world.win_text}[/b green]")
+        if self.game.progress.won and not already_won:
+            self.say(f"[b green]{escape(self.world.win_text)}[/b green]")
         self.autosave()
 
     def turn_to(self, who: str | None) -> None:
-        self.say(self.game.talk(who).message)
+        self.say(escape(self.game.talk(who).message))
         self.refresh_room()
 
     def player_says(self, text: str) -> None:
         npc_id = self.game.talking_to
         assert npc_id is not None
-        self.say(f"[b cyan]You:[/b cyan] {text}")
+        self.say(f"[b cyan]You:[/b cyan] {escape(text)}")
         self.talk_to_npc(npc_id, text)
 
     @work(thread=True, exclusive=True, group="talk")
@@ -311,26 +328,30 @@ class GameApp(App[None]):
         try:
             reply = self.services.reply(npc, text)
         except ServerUnavailableError:
-            self.pending = (npc_id, text)
+            self.call_from_thread(setattr, self, "pending", (npc_id, text))
             self.call_from_thread(
                 self.say,
-                f"[yellow]{npc.name} can't hear you: the model server at {self.services.url} "
-                "does not answer. You'll get a reply when it is back.[/yellow]",
+                f"[yellow]{escape(npc.name)} can't hear you: the model server at "
+                f"{escape(self.services.url)} does not answer. You'll get a reply when it is "
+                "back.[/yellow]",
             )
             self.call_from_thread(self._server_down, "no answer")
             return
-        except MaasClientError as error:
-            self.call_from_thread(self.say, f"[red]{npc.name} is lost for words: {error}[/red]")
+        except Exception as error:  # a model error, or a bug: a plain line, never a traceback
+            reason = escape(str(error) or type(error).__name__)
+            message = f"{escape(npc.name)} is lost for words: {reason}"
+            self.call_from_thread(self.say, f"[red]{message}[/red]")
             return
         self.call_from_thread(self._replied, npc_id, reply)
 
     def _replied(self, npc_id: str, reply: Reply) -> None:
         npc = self.world.npcs[npc_id]
-        self.say(f"[b]{npc.name}:[/b] {reply.text}")
+        self.say(f"[b]{escape(npc.name)}:[/b] {escape(reply.text)}")
         if self.show_why:
             verdict = ">=" if reply.understood else "<"
             self.say(
-                f"[dim]model: best line {npc.lines[reply.index].id!r}, score {reply.score:.3f} "
+                f"[dim]model: best line {escape(repr(npc.lines[reply.index].id))}, "
+                f"score {reply.score:.3f} "
                 f"{verdict} threshold {reply.threshold:.2f}[/dim]"
             )
         self.update_status()
@@ -346,7 +367,7 @@ class GameApp(App[None]):
     def action_draw(self, direction: str | None = None) -> None:
         found = self.game.lock_to_open(direction)
         if isinstance(found, Outcome):
-            self.say(found.message)
+            self.say(escape(found.message))
             return
 
         def closed(opened: bool | None) -> None:
@@ -359,25 +380,26 @@ class GameApp(App[None]):
         try:
             self.game.save(self.save_path)
         except SaveError as error:
-            self.say(f"[red]{error}[/red]")
+            self.say(f"[red]{escape(str(error))}[/red]")
             return
-        self.say(f"[dim]Saved to {self.save_path}.[/dim]")
+        self.say(f"[dim]Saved to {escape(str(self.save_path))}.[/dim]")
 
     def action_load(self) -> None:
         try:
             self.game = Game.load(self.world, self.save_path)
         except SaveError as error:
-            self.say(f"[red]{error}[/red]")
+            self.say(f"[red]{escape(str(error))}[/red]")
             return
-        self.say(f"[dim]Loaded {self.save_path}.[/dim]")
-        self.say(self.game.describe())
+        self.pending = None
+        self.say(f"[dim]Loaded {escape(str(self.save_path))}.[/dim]")
+        self.say(escape(self.game.describe()))
         self.refresh_room()
 
     def autosave(self) -> None:
         try:
             self.game.save(self.save_path)
         except SaveError as error:
-            self.say(f"[red]{error}[/red]")
+            self.say(f"[red]{escape(str(error))}[/red]")
 
     async def action_quit(self) -> None:
         self.autosave()

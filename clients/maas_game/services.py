@@ -72,5 +72,5 @@ class GameServices:
         return self._run(lambda _, digits: digits.classify(pixels))
 
     def close(self) -> None:
-        self._thread.submit(self._reset).result()
-        self._thread.shutdown()
+        self._thread.shutdown(wait=False, cancel_futures=True)
+        self._reset()

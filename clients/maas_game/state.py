@@ -13,6 +13,13 @@ from maas_client.errors import MaasClientError
 from maas_game.world import Exit, Lock, Room, World
 
 SAVE_FORMAT = 1
+SHORT_DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west", "u": "up", "d": "down"}
+
+
+def normalize_direction(text: str) -> str:
+    """`/go N`, `/go north`, `/n` all mean the same exit."""
+    wanted = text.strip().lower()
+    return SHORT_DIRECTIONS.get(wanted, wanted)
 
 
 class SaveError(MaasClientError):
@@ -73,7 +80,7 @@ class Game:
         return "\n".join(lines)
 
     def go(self, direction: str) -> Outcome:
-        wanted = direction.strip().lower()
+        wanted = normalize_direction(direction)
         for e in self.room.exits:
             if e.direction.lower() == wanted:
                 if e.lock is not None and not self.is_open(e.lock):
@@ -92,7 +99,9 @@ class Game:
         """Start talking to someone here (by id or the start of their name)."""
         here = self.room.npcs
         if not here:
-            return Outcome(False, "There is nobody here to talk to.")
+            return Outcome(
+                False, "There is nobody here to talk to. (Commands start with /: /go north, /help)"
+            )
         if who is None or not who.strip():
             if len(here) == 1:
                 who = here[0]
@@ -110,7 +119,8 @@ class Game:
     def lock_to_open(self, direction: str | None = None) -> Lock | Outcome:
         locked = self.locked_exits()
         if direction:
-            locked = [(e, lock) for e, lock in locked if e.direction == direction.lower()]
+            wanted = normalize_direction(direction)
+            locked = [(e, lock) for e, lock in locked if e.direction.lower() == wanted]
         if not locked:
             return Outcome(False, "There is no sealed rune lock here.")
         if len(locked) > 1:

@@ -74,6 +74,8 @@ def parse_world(data: Any, where: str) -> World:
         raise ContentError(f"{where}: expected a mapping with title, start, goal, rooms, ...")
     text = {key: _string(data, key, where) for key in ("title", "start", "goal", "win_text")}
     intro = data.get("intro", "")
+    if not isinstance(intro, str):
+        raise ContentError(f"{where}: 'intro' must be text")
     npcs = {
         npc_id: _npc(entry, f"{where}: npcs.{npc_id}")
         for npc_id, entry in _mapping(data, "npcs", where).items()
@@ -104,9 +106,29 @@ def parse_world(data: Any, where: str) -> World:
         for npc_id in room.npcs:
             if npc_id not in npcs:
                 raise ContentError(f"{where}: rooms.{room.id} has unknown npc {npc_id!r}")
+    _check_reachable(rooms, text["start"], text["goal"], where)
     return World(
-        text["title"], str(intro), text["start"], text["goal"], text["win_text"], rooms, npcs, locks
+        text["title"],
+        intro.strip(),
+        text["start"],
+        text["goal"],
+        text["win_text"],
+        rooms,
+        npcs,
+        locks,
     )
+
+
+def _check_reachable(rooms: dict[str, Room], start: str, goal: str, where: str) -> None:
+    """A goal no path of exits reaches (through any locks) is a game nobody can win."""
+    seen, frontier = {start}, [start]
+    while frontier:
+        for exit_ in rooms[frontier.pop()].exits:
+            if exit_.to not in seen:
+                seen.add(exit_.to)
+                frontier.append(exit_.to)
+    if goal not in seen:
+        raise ContentError(f"{where}: no path of exits leads from {start!r} to the goal {goal!r}")
 
 
 def _string(data: dict, key: str, where: str) -> str:
@@ -142,8 +164,18 @@ def _lock(lock_id: str, entry: Any, where: str) -> Lock:
 def _room(room_id: str, entry: Any, where: str) -> Room:
     if not isinstance(entry, dict):
         raise ContentError(f"{where}: expected a mapping with name, description, exits")
+    unknown = set(entry) - {"name", "description", "exits", "npcs"}
+    if unknown:
+        raise ContentError(
+            f"{where}: unknown keys {sorted(unknown)} (name, description, exits, npcs)"
+        )
+    raw_exits = entry.get("exits") or {}
+    if not isinstance(raw_exits, dict):
+        raise ContentError(f"{where}: 'exits' must map a direction to a room id or {{to, lock}}")
     exits = []
-    for direction, target in (entry.get("exits") or {}).items():
+    for direction, target in raw_exits.items():
+        if not isinstance(direction, str):
+            raise ContentError(f"{where}: exit direction {direction!r} must be text (quote it)")
         if isinstance(target, str):
             exits.append(Exit(str(direction), target))
         elif isinstance(target, dict) and isinstance(target.get("to"), str):
