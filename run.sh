@@ -2,5 +2,5 @@
 # The main job: set up .venv if needed, build missing models, start Triton and open the game.
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/bootstrap.sh
+MAAS_EXTRAS=server,game scripts/bootstrap.sh
 exec .venv/bin/maas play "$@"

@@ -2,9 +2,10 @@
 
 For each model: (a) the framework called in-process at growing batch sizes, (b) Triton with
 dynamic batching, (c) Triton without it, (d) FastAPI + uvicorn around the same files (JSON, one
-request one forward pass). Closed-loop load from the same generator (maas/loadgen.py) at each
-concurrency; payloads as in play: one drawing per mnist request, one player line against a
-12-line repertoire per npc_dialogue request. Ray Serve, the issue's (e), is not measured yet.
+request one forward pass), (e) Ray Serve with `@serve.batch` when Ray is installed (the `bench`
+extra). Closed-loop load from the same generator (maas/loadgen.py) at each concurrency; payloads
+as in play: one drawing per mnist request, one player line against a 12-line repertoire per
+npc_dialogue request.
 """
 
 from __future__ import annotations
@@ -209,24 +210,54 @@ def fastapi_callers(port: int, data: Payloads) -> dict[str, Callable[[list], Cal
 
 
 def start_fastapi(repository: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "MAAS_BENCH_REPOSITORY": str(repository)}
     command = [sys.executable, "-m", "uvicorn", "maas.bench_fastapi:app", "--port", str(port)]
+    return _start_service("the FastAPI baseline", command, repository, port, log)
+
+
+def ray_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def start_ray(repository: Path, port: int, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "maas.bench_ray", "--repository", str(repository),
+               "--port", str(port)]  # fmt: skip
+    return _start_service("the Ray Serve baseline", command, repository, port, log)
+
+
+def _start_service(
+    what: str, command: list[str], repository: Path, port: int, log: Path
+) -> subprocess.Popen:
+    """Start a baseline and wait until it answers a real request (not only a health check)."""
+    env = {**os.environ, "MAAS_BENCH_REPOSITORY": str(repository)}
     process = subprocess.Popen(
         command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
     )
-    deadline = time.monotonic() + 120
+    body = json.dumps({"query": "hi", "candidates": ["hello"]}).encode()
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise MaasError(f"the FastAPI baseline exited; see {log}")
+            raise MaasError(f"{what} exited; see {log}")
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/health")
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("POST", "/npc", body, {"Content-Type": "application/json"})
             if connection.getresponse().status == 200:
                 return process
         except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise MaasError(f"the FastAPI baseline did not start in 120 s; see {log}")
+            pass
+        time.sleep(0.5)
+    stop_service(process)
+    raise MaasError(f"{what} did not answer in 180 s; see {log}")
+
+
+def stop_service(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:

@@ -483,8 +483,17 @@ def bench(
     try:
         measure("fastapi + uvicorn", b.fastapi_callers(port, data))
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        b.stop_service(process)
+    if b.ray_available():
+        port = b.free_port()
+        with console.status("Starting the Ray Serve baseline (Ray takes a while)"):
+            process = b.start_ray(target, port, folder / f"bench-{stamp}-ray.log")
+        try:
+            measure("ray serve, @serve.batch", b.fastapi_callers(port, data))
+        finally:
+            b.stop_service(process)
+    else:
+        console.print("[yellow]Ray is not installed: Ray Serve skipped (pip install -e '.[bench]')")
     report["served"] = b.with_ratios(served, report["in_process"])
     path = folder / f"bench-{stamp}.json"
     path.write_text(json.dumps(report, indent=1) + "\n")

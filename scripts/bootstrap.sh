@@ -28,10 +28,14 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
-stamp=.venv/.maas-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "==> installing pinned dependencies into .venv (first time: about 2 minutes, 3 GB)"
+# MAAS_EXTRAS picks what to install: run.sh needs the server and the game; test.sh (default)
+# everything, tests, load tests and benchmarks included. "dev" includes every other extra.
+extras=${MAAS_EXTRAS:-dev}
+fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+stamp=".venv/.maas-installed-${extras//,/-}"
+if ! fresh "$stamp" && ! fresh .venv/.maas-installed-dev; then
+  echo "==> installing pinned dependencies ($extras) into .venv (first time: about 2 minutes, 3 GB)"
   .venv/bin/python -m pip install --quiet --upgrade pip==25.3
-  .venv/bin/python -m pip install --progress-bar on -e '.[dev]'
+  .venv/bin/python -m pip install --progress-bar on -e ".[$extras]"
   touch "$stamp"
 fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from maas.bench import ray_available
 from tests.cli_calls import maas
 
 
@@ -12,7 +13,7 @@ def test_bench_smoke_measures_every_path_and_writes_json_and_plot(quick_reposito
     repository, _ = quick_repository
     result = maas(
         "bench", "--repository", str(repository), "--concurrency", "1,2", "--seconds", "0.3",
-        "--in-process-seconds", "0.1", "--reports", str(tmp_path), timeout=420,
+        "--in-process-seconds", "0.1", "--reports", str(tmp_path), timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
@@ -21,6 +22,8 @@ def test_bench_smoke_measures_every_path_and_writes_json_and_plot(quick_reposito
     assert [r["turns"] for r in report["in_process"]["npc_dialogue"]["rows"]] == [1, 2, 4, 5]
     points = {(r["model"], r["server"], r["concurrency"]) for r in report["served"]}
     servers = {"triton, dynamic batching", "triton, no batching", "fastapi + uvicorn"}
+    if ray_available():
+        servers.add("ray serve, @serve.batch")
     assert points == {(m, s, c) for m in ("mnist", "npc_dialogue") for s in servers for c in (1, 2)}
     for row in report["served"]:
         assert row["errors"] == 0 and row["throughput"] > 0 and row["throughput_vs_inprocess"] > 0

@@ -1,0 +1,84 @@
+"""Ray Serve with `@serve.batch` around the same model files, as `maas bench`'s (e): what a team
+picks when it wants batching without Triton. JSON over HTTP, like the FastAPI baseline.
+
+Run: python -m maas.bench_ray --repository model_repository --port 8600   (Ctrl-C stops Ray)
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NPC_TURNS_PER_BATCH = 5  # 60 pairs, the same ceiling as npc_bert's max_batch_size of 64
+MNIST_PER_BATCH = 32
+WAIT_S = 0.002  # like Triton's 2 ms queue delay on npc_bert
+
+
+def build_app(repository: Path) -> Any:
+    from ray import serve
+    from starlette.requests import Request
+
+    @serve.deployment(num_replicas=1, max_ongoing_requests=256)
+    class GameModels:
+        def __init__(self, repository: str) -> None:
+            from maas.bench_fastapi import Models
+
+            self.models = Models(Path(repository))
+
+        @serve.batch(max_batch_size=MNIST_PER_BATCH, batch_wait_timeout_s=WAIT_S)
+        async def digits(self, images: list[np.ndarray]) -> list[list[float]]:
+            return [row.tolist() for row in self.models.digits(np.stack(images))]
+
+        @serve.batch(max_batch_size=NPC_TURNS_PER_BATCH, batch_wait_timeout_s=WAIT_S)
+        async def turns(self, turns: list[tuple[str, list[str]]]) -> list[list[float]]:
+            queries = [query for query, lines in turns for _ in lines]
+            lines = [line for _, texts in turns for line in texts]
+            scores = self.models.scores(queries, lines).tolist()
+            answers = []
+            for _, texts in turns:
+                answers.append(scores[: len(texts)])
+                scores = scores[len(texts) :]
+            return answers
+
+        async def __call__(self, request: Request) -> dict[str, list[float]]:
+            body = await request.json()
+            if request.url.path.rstrip("/").endswith("mnist"):
+                image = np.asarray(body["image"], np.float32)
+                return {"probabilities": await self.digits(image)}
+            return {"scores": await self.turns((body["query"], body["candidates"]))}
+
+    return GameModels.bind(str(repository))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--port", type=int, default=8600)
+    args = parser.parse_args()
+
+    import ray
+    from ray import serve
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+        serve.run(build_app(args.repository.resolve()), route_prefix="/")
+        print(f"ready on 127.0.0.1:{args.port}", flush=True)
+        while True:
+            time.sleep(1)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
