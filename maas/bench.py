@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from maas.bench_models import Models
 from maas.errors import MaasError
 from maas.loadgen import run_closed_loop
-from maas.paths import PROJECT_ROOT, latest_version_dir
+from maas.paths import PROJECT_ROOT
 
 PLAYER_LINES = ["hey there", "how much for a bed tonight?", "any news?", "wheres the smithy"]
 
@@ -50,41 +51,18 @@ def payloads() -> Payloads:
 # --- (a) in-process ----------------------------------------------------------------------------
 def in_process(repository: Path, data: Payloads, seconds: float) -> dict[str, list[dict]]:
     """Throughput and per-call latency of the framework alone, per batch size."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import torch
-    from tokenizers import Tokenizer
-
-    threads = int(os.environ.get("MAAS_FRAMEWORK_THREADS", os.cpu_count() or 1))
-    torch.set_num_threads(threads)
-    mnist = tf.saved_model.load(str(_version(repository, "mnist") / "model.savedmodel"))
-    classify = mnist.signatures["serving_default"]
-    bert = torch.jit.load(str(_version(repository, "npc_bert") / "model.pt")).eval()
-    tokenizer = Tokenizer.from_file(str(_version(repository, "npc_tokenizer") / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=128)
-    tokenizer.enable_padding(pad_to_multiple_of=16)
+    models = Models(repository, pad_to_multiple_of=16)  # tokenized as npc_tokenizer does
+    tf = models.tf
 
     def npc_call(turns: int) -> Callable[[], None]:
         queries = [PLAYER_LINES[i % len(PLAYER_LINES)] for i in range(turns)]
         rows_q = [q for q in queries for _ in data.lines]
         rows_c = data.lines * turns
-
-        def ids(texts: list[str]) -> list[Any]:
-            found = tokenizer.encode_batch(texts)
-            return [
-                torch.tensor([e.ids for e in found]),
-                torch.tensor([e.attention_mask for e in found]),
-            ]
-
-        def call() -> None:  # tokenization included, as in the served path
-            with torch.inference_mode():
-                bert(*ids(rows_q), *ids(rows_c))
-
-        return call
+        return lambda: models.scores(rows_q, rows_c)
 
     def mnist_call(batch: int) -> Callable[[], None]:
         images = tf.constant(np.repeat(data.image[None], batch, axis=0))
-        return lambda: classify(IMAGE=images)
+        return lambda: models.mnist(IMAGE=images)
 
     return {
         "mnist": [_time_calls(mnist_call(b), b, seconds) for b in (1, 2, 4, 8, 16, 32, 64)],
@@ -109,13 +87,6 @@ def _time_calls(call: Callable[[], None], items: int, seconds: float, **extra: i
         "throughput": round(items * len(latencies) / total, 1),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 2),
     }
-
-
-def _version(repository: Path, model: str) -> Path:
-    found = latest_version_dir(repository / model)
-    if found is None:
-        raise MaasError(f"{model} has no version in {repository}: run `maas build` first")
-    return found
 
 
 # --- (b), (c) Triton ---------------------------------------------------------------------------

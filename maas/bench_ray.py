@@ -26,7 +26,7 @@ def build_app(repository: Path) -> Any:
     @serve.deployment(num_replicas=1, max_ongoing_requests=256)
     class GameModels:
         def __init__(self, repository: str) -> None:
-            from maas.bench_fastapi import Models
+            from maas.bench_models import Models
 
             self.models = Models(Path(repository))
 

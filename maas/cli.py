@@ -331,15 +331,21 @@ def play(
     console.print(f"Progress saved in {save_path}")
 
 
+def build_missing(repository: Path) -> None:
+    """Full builds of every recipe whose models are configured here but not built yet."""
+    from maas import recipes
+
+    for name in recipes.missing(repository):
+        console.print(f"[bold]{name}[/] has no version yet: building it first")
+        build(model=name, quick=False, repository=repository)
+
+
 def _start_local_server(repository: Path | None):
     """The game's own Triton on the default ports, after building any missing model."""
-    from maas import recipes
     from maas.server import ServerConfig, TritonServer
 
     target = repository or default_repository()
-    for name in recipes.missing(target):
-        console.print(f"[bold]{name}[/] has no version yet: building it first")
-        build(model=name, quick=False, repository=target)
+    build_missing(target)
     server = TritonServer(ServerConfig(repository=target))
     with console.status(f"Starting Triton for the game (log: {server.log_path})"):
         server.start()
@@ -467,7 +473,7 @@ def bench(
     config = ServerConfig(
         repository=target, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]
     )
-    with console.status("Starting Triton"), TritonServer(config) as server:
+    with console.status("Starting Triton"), TritonServer(config):
         callers = b.triton_callers(config.http_url, data)
         measure("triton, dynamic batching", callers)
         for model, make in callers.items():
@@ -476,22 +482,22 @@ def bench(
                 measure("triton, no batching", {model: make})
             finally:
                 b.set_dynamic_batching(config.http_url, model, original)
-        del server
-    port = b.free_port()
-    with console.status("Starting the FastAPI baseline"):
-        process = b.start_fastapi(target, port, folder / f"bench-{stamp}-fastapi.log")
-    try:
-        measure("fastapi + uvicorn", b.fastapi_callers(port, data))
-    finally:
-        b.stop_service(process)
-    if b.ray_available():
+
+    def measure_baseline(server: str, start, log: str, waiting: str) -> None:
+        """FastAPI and Ray Serve share one JSON API, so one set of callers serves both."""
         port = b.free_port()
-        with console.status("Starting the Ray Serve baseline (Ray takes a while)"):
-            process = b.start_ray(target, port, folder / f"bench-{stamp}-ray.log")
+        with console.status(waiting):
+            process = start(target, port, folder / f"bench-{stamp}-{log}.log")
         try:
-            measure("ray serve, @serve.batch", b.fastapi_callers(port, data))
+            measure(server, b.fastapi_callers(port, data))
         finally:
             b.stop_service(process)
+
+    measure_baseline("fastapi + uvicorn", b.start_fastapi, "fastapi", "Starting FastAPI")
+    if b.ray_available():
+        measure_baseline(
+            "ray serve, @serve.batch", b.start_ray, "ray", "Starting Ray Serve (takes a while)"
+        )
     else:
         console.print("[yellow]Ray is not installed: Ray Serve skipped (pip install -e '.[bench]')")
     report["served"] = b.with_ratios(served, report["in_process"])
@@ -595,12 +601,8 @@ def up(
     ),
 ) -> None:
     """The main job: build whatever models are missing, then serve them."""
-    from maas import recipes
-
     target = repository or default_repository()
-    for name in recipes.missing(target):
-        console.print(f"[bold]{name}[/] has no version yet: building it first")
-        build(model=name, quick=False, repository=target)
+    build_missing(target)
     serve(
         repository=repository,
         host="127.0.0.1",

@@ -46,11 +46,14 @@ def typed_digit(digit: int) -> np.ndarray:
     return prepare(load_drawing_file(path)) > 0.3
 
 
-async def open_lock(pilot, app: GameApp, lock_id: str) -> None:
+async def draw_rune(pilot, app: GameApp, lock_id: str, digit: int) -> None:
+    """Open the lock here, put a typed digit on the canvas and ask the lock."""
     await command(pilot, "/draw")
     assert isinstance(app.screen, LockScreen) and app.screen.lock.id == lock_id
+    app.screen.query_one(RuneCanvas).load(typed_digit(digit))
     await pilot.press("enter")
     await settle(pilot, 1.3)  # the screen closes itself a second after the lock opens
+    assert app.game.is_open(lock_id), last_lines(app)
 
 
 def last_lines(app: GameApp, count: int = 3) -> str:
@@ -102,17 +105,9 @@ async def test_a_whole_play_through(quick_server, tmp_path):
         assert app.game.talking_to == "tom"
         for step in ("/up", "/s"):
             await command(pilot, step)
-        await command(pilot, "/draw")
-        app.screen.query_one(RuneCanvas).load(typed_digit(3))
-        await pilot.press("enter")
-        await settle(pilot, 1.3)
-        assert app.game.is_open("crypt_gate"), last_lines(app)
+        await draw_rune(pilot, app, "crypt_gate", 3)
         await command(pilot, "/down")
-        await command(pilot, "/draw")
-        app.screen.query_one(RuneCanvas).load(typed_digit(5))
-        await pilot.press("enter")
-        await settle(pilot, 1.3)
-        assert app.game.is_open("vault_door"), last_lines(app)
+        await draw_rune(pilot, app, "vault_door", 5)
         await command(pilot, "/n")
         assert app.game.progress.won and world.win_text in last_lines(app)
 

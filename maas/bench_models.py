@@ -1,0 +1,64 @@
+"""The served model files loaded in-process, as every `maas bench` path outside Triton uses them:
+the in-process limit (a), the FastAPI baseline (d) and the Ray Serve baseline (e)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maas.errors import MaasError
+from maas.paths import latest_version_dir
+
+THREADS = int(os.environ.get("MAAS_FRAMEWORK_THREADS", os.cpu_count() or 1))
+
+
+def version_dir(repository: Path, model: str) -> Path:
+    found = latest_version_dir(repository / model)
+    if found is None:
+        raise MaasError(f"{model} has no version in {repository}: run `maas build` first")
+    return found
+
+
+class Models:
+    """The newest mnist SavedModel, npc_bert TorchScript and npc_tokenizer tokenizer.json.
+
+    `pad_to_multiple_of=16` tokenizes exactly as npc_tokenizer does in Triton; None pads to the
+    longest text, as a hand-written service would."""
+
+    def __init__(self, repository: Path, *, pad_to_multiple_of: int | None = None) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+        import torch
+        from tokenizers import Tokenizer
+
+        torch.set_num_threads(THREADS)
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        self.tf, self.torch = tf, torch
+        mnist = version_dir(repository, "mnist")
+        bert = version_dir(repository, "npc_bert")
+        tokens = version_dir(repository, "npc_tokenizer")
+        saved = tf.saved_model.load(str(mnist / "model.savedmodel"))
+        self.mnist = saved.signatures["serving_default"]
+        self.bert = torch.jit.load(str(bert / "model.pt")).eval()
+        self.tokenizer = Tokenizer.from_file(str(tokens / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=128)
+        self.tokenizer.enable_padding(pad_to_multiple_of=pad_to_multiple_of)
+
+    def digits(self, images: np.ndarray) -> np.ndarray:
+        return self.mnist(IMAGE=self.tf.constant(images, self.tf.float32))["PROBABILITIES"].numpy()
+
+    def scores(self, queries: list[str], candidates: list[str]) -> np.ndarray:
+        """Tokenization included, as in the served path."""
+
+        def ids(texts: list[str]) -> list[Any]:
+            found = self.tokenizer.encode_batch(texts)
+            return [
+                self.torch.tensor([e.ids for e in found]),
+                self.torch.tensor([e.attention_mask for e in found]),
+            ]
+
+        with self.torch.inference_mode():
+            return self.bert(*ids(queries), *ids(candidates)).reshape(-1).numpy()
