@@ -14,14 +14,26 @@ from typing import Any
 
 import numpy as np
 
-NPC_TURNS_PER_BATCH = 5  # 60 pairs, the same ceiling as npc_bert's max_batch_size of 64
-MNIST_PER_BATCH = 32
-WAIT_S = 0.002  # like Triton's 2 ms queue delay on npc_bert
+PAIRS_PER_TURN = 12  # the benchmark's NPC repertoire
+
+
+def batching_like_triton(repository: Path, model: str) -> tuple[int, float]:
+    """The model's committed max_batch_size and queue delay (s), so that Ray batches no more
+    and waits no longer than Triton does: the comparison is of serving paths, not settings."""
+    from maas.model_config import read_config
+
+    config = read_config(repository / model / "config.pbtxt")
+    delay_us = int(config.get("dynamic_batching", {}).get("max_queue_delay_microseconds", 0))
+    return int(config.get("max_batch_size", 1)), delay_us / 1e6
 
 
 def build_app(repository: Path) -> Any:
     from ray import serve
     from starlette.requests import Request
+
+    mnist_batch, mnist_wait = batching_like_triton(repository, "mnist")
+    pairs, npc_wait = batching_like_triton(repository, "npc_bert")
+    turns_per_batch = max(1, pairs // PAIRS_PER_TURN)
 
     @serve.deployment(num_replicas=1, max_ongoing_requests=256)
     class GameModels:
@@ -30,11 +42,11 @@ def build_app(repository: Path) -> Any:
 
             self.models = Models(Path(repository))
 
-        @serve.batch(max_batch_size=MNIST_PER_BATCH, batch_wait_timeout_s=WAIT_S)
+        @serve.batch(max_batch_size=mnist_batch, batch_wait_timeout_s=mnist_wait)
         async def digits(self, images: list[np.ndarray]) -> list[list[float]]:
             return [row.tolist() for row in self.models.digits(np.stack(images))]
 
-        @serve.batch(max_batch_size=NPC_TURNS_PER_BATCH, batch_wait_timeout_s=WAIT_S)
+        @serve.batch(max_batch_size=turns_per_batch, batch_wait_timeout_s=npc_wait)
         async def turns(self, turns: list[tuple[str, list[str]]]) -> list[list[float]]:
             queries = [query for query, lines in turns for _ in lines]
             lines = [line for _, texts in turns for line in texts]

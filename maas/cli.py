@@ -432,6 +432,9 @@ def bench(
         float, typer.Option(help="Seconds per in-process batch size", min=0.1)
     ] = 3.0,
     reports: Annotated[Path | None, typer.Option(help="Where JSON and the plot go")] = None,
+    tritonclient: Annotated[
+        bool, typer.Option(help="Send to Triton through tritonclient.http, not plain http.client")
+    ] = False,
 ) -> None:
     """In-process limit, Triton with and without dynamic batching, and a FastAPI baseline, for
     mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/."""
@@ -457,7 +460,11 @@ def bench(
     items = {"mnist": 1, "npc_dialogue": len(data.lines)}
     with console.status("(a) in-process: the framework called directly"):
         limit = b.in_process(target, data, in_process_seconds)
-    report: dict = {"machine": machine, "in_process": {m: {"rows": r} for m, r in limit.items()}}
+    report: dict = {
+        "machine": machine,
+        "triton_client": "tritonclient.http" if tritonclient else "http.client",
+        "in_process": {m: {"rows": r} for m, r in limit.items()},
+    }
     served: list[dict] = []
 
     def measure(server: str, callers: dict) -> None:
@@ -474,7 +481,7 @@ def bench(
         repository=target, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]
     )
     with console.status("Starting Triton"), TritonServer(config):
-        callers = b.triton_callers(config.http_url, data)
+        callers = b.triton_callers(config.http_url, data, tritonclient=tritonclient)
         measure("triton, dynamic batching", callers)
         for model, make in callers.items():
             original = b.set_dynamic_batching(config.http_url, model, None)
@@ -501,6 +508,7 @@ def bench(
     else:
         console.print("[yellow]Ray is not installed: Ray Serve skipped (pip install -e '.[bench]')")
     report["served"] = b.with_ratios(served, report["in_process"])
+    report["targets"] = b.targets(report, len(data.lines))
     path = folder / f"bench-{stamp}.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     picture = b.plot(report, folder / f"bench-{stamp}.png")
@@ -515,6 +523,12 @@ def bench(
                       f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}", f"{row['p99_ms']:.1f}",
                       f"{row['client_cpu_cores']:.2f}")  # fmt: skip
     console.print(table)
+    if report["targets"]:
+        judged = Table("target (issue 6)", "measured", "goal", "met", title="Targets, this run")
+        for row in report["targets"]:
+            mark = "[green]yes" if row["met"] else "[red]no"
+            judged.add_row(row["target"], f"{row['measured']:.2f}", row["goal"], mark)
+        console.print(judged)
     console.print(f"Raw figures: {path}\nPlot: {picture}")
 
 

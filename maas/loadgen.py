@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 Call = Callable[[], None]
+WARMUP_ANSWERS = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,15 +63,23 @@ def run_closed_loop(
     warmup_s: float = 1.0,
     items_per_request: int = 1,
 ) -> LoadResult:
-    """Run `concurrency` workers for warmup + duration; only the timed window is reported."""
+    """Run `concurrency` workers; only the timed window is reported.
+
+    The window opens after `warmup_s` and once every worker has had WARMUP_ANSWERS answers: a
+    model just loaded takes seconds over its first calls (TorchScript optimizes on its second),
+    which is not its steady state.
+    """
     calls = [make_call() for _ in range(concurrency)]
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
     start_barrier = threading.Barrier(concurrency + 1)
-    state = {"measure_from": 0.0, "stop_at": 0.0}
+    answered = threading.Semaphore(0)
+    never = float("inf")
+    state = {"measure_from": never, "stop_at": never}
 
     def worker(index: int) -> None:
         call = calls[index]
+        unanswered = WARMUP_ANSWERS
         start_barrier.wait()
         while True:
             began = time.perf_counter()
@@ -82,17 +91,23 @@ def run_closed_loop(
                 if began >= state["measure_from"]:
                     errors[index] += 1
                 continue
+            finally:
+                unanswered -= 1
+                if unanswered == 0:
+                    answered.release()
             if began >= state["measure_from"]:
                 latencies[index].append(time.perf_counter() - began)
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
     for thread in threads:
         thread.start()
-    now = time.perf_counter()
-    state["measure_from"] = now + warmup_s
-    state["stop_at"] = now + warmup_s + duration_s
     start_barrier.wait()
     time.sleep(warmup_s)
+    for _ in range(concurrency):
+        answered.acquire()
+    now = time.perf_counter()
+    state["stop_at"] = now + duration_s
+    state["measure_from"] = now
     cpu_before = _cpu_seconds()
     for thread in threads:
         thread.join()

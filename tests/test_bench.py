@@ -19,7 +19,9 @@ def test_bench_smoke_measures_every_path_and_writes_json_and_plot(quick_reposito
     report = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
     assert next(tmp_path.glob("bench-*.png")).stat().st_size > 10_000
     assert {r["batch"] for r in report["in_process"]["mnist"]["rows"]} == {1, 2, 4, 8, 16, 32, 64}
-    assert [r["turns"] for r in report["in_process"]["npc_dialogue"]["rows"]] == [1, 2, 4, 5]
+    assert [r["turns"] for r in report["in_process"]["npc_dialogue"]["rows"]] == [
+        1, 2, 4, 5, 8, 16, 32,
+    ]  # fmt: skip
     points = {(r["model"], r["server"], r["concurrency"]) for r in report["served"]}
     servers = {"triton, dynamic batching", "triton, no batching", "fastapi + uvicorn"}
     if ray_available():
@@ -33,3 +35,39 @@ def test_bench_smoke_measures_every_path_and_writes_json_and_plot(quick_reposito
 def test_bench_rejects_bad_concurrency():
     result = maas("bench", "--concurrency", "8,x", timeout=60)
     assert result.returncode == 1 and "comma-separated whole numbers" in result.stderr
+
+
+def _served(model: str, server: str, clients: int, throughput: float, p99: float) -> dict:
+    return {"model": model, "server": server, "concurrency": clients,
+            "throughput": throughput, "p99_ms": p99}  # fmt: skip
+
+
+def test_targets_are_judged_against_this_runs_figures():
+    from maas.bench import targets
+
+    def rows(*pairs: tuple[int, float]) -> dict:
+        return {"rows": [{"batch": batch, "throughput": rate} for batch, rate in pairs]}
+
+    report = {
+        # 300 pairs/s at 96 pairs is beyond the batch range (1 to 64): not the best.
+        "in_process": {
+            "npc_dialogue": rows((12, 100.0), (60, 200.0), (96, 300.0)),
+            "mnist": rows((32, 1000.0), (64, 1200.0)),
+        },
+        "served": [
+            _served("npc_dialogue", "triton, dynamic batching", 32, 190.0, 2000.0),
+            _served("npc_dialogue", "fastapi + uvicorn", 32, 100.0, 5000.0),
+            _served("mnist", "triton, dynamic batching", 32, 390.0, 30.0),
+            _served("mnist", "fastapi + uvicorn", 32, 100.0, 40.0),
+        ],
+    }
+    judged = {row["target"]: row for row in targets(report, pairs_per_turn=12)}
+    # bound: 32 turns x 12 pairs / 200 pairs/s = 1,920 ms; p99 2,000 ms is 1.04x of it
+    bound = judged["npc c=32: p99 / queueing bound (1920 ms)"]
+    assert bound["met"] and bound["measured"] == round(2000 / 1920, 3)
+    assert judged["npc c=32: throughput / in-process best"]["measured"] == 0.95
+    assert judged["npc c=32: throughput / fastapi + uvicorn"]["met"]
+    assert judged["mnist c=32: throughput / FastAPI"]["met"]  # 3.9x
+    assert not judged["mnist c=32: throughput / in-process batch 32"]["met"]  # 0.39, not 0.4
+    assert judged["mnist c=32: p99 / FastAPI p99"]["met"]
+    assert not any("c=8" in name for name in judged)  # no figures at 8 clients, nothing judged
