@@ -10,6 +10,7 @@ npc_dialogue request.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.client
 import itertools
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from maas.errors import MaasError
 from maas.loadgen import run_closed_loop
 from maas.paths import PROJECT_ROOT
 
-# What players say, in turn; each client starts at its own line, so that turns merged into one
+# What players say, in turn; client i starts at line i (mod 8), so that turns merged into one
 # batch differ as they would in play (identical rows would be encoded once).
 PLAYER_LINES = [
     "hey there", "how much for a bed tonight?", "any news?", "wheres the smithy",
@@ -113,16 +114,17 @@ def triton_callers(
     tritonclient.http itself, whose gevent machinery costs the generator more CPU."""
     import tritonclient.http as httpclient
 
-    def request(model: str, variants: list[list], output: str, size: int):
-        """`variants`: the inputs of successive requests; each client starts at its own."""
+    def request(
+        model: str, variants: list[list], output: str, size: int
+    ) -> Callable[[list], Callable[[], None]]:
+        """`variants`: the inputs of successive requests; client i starts at variant i."""
         outputs = [httpclient.InferRequestedOutput(output, binary_data=True)]
-        starts = itertools.count()
         if tritonclient:
 
             def through_library(opened: list) -> Callable[[], None]:
+                turns = _from_own_start(variants, opened)
                 client = httpclient.InferenceServerClient(url)
                 opened.append(client)
-                turns = itertools.islice(itertools.cycle(variants), next(starts), None)
                 return lambda: _check(
                     client.infer(model, next(turns), outputs=outputs), output, size
                 )
@@ -140,14 +142,15 @@ def triton_callers(
         host, port = url.rsplit(":", 1)
 
         def plain(opened: list) -> Callable[[], None]:
+            turns = _from_own_start(bodies, opened)
             connection = http.client.HTTPConnection(host, int(port), timeout=120)
             opened.append(connection)
-            turns = itertools.islice(itertools.cycle(bodies), next(starts), None)
 
             def call() -> None:
-                connection.request("POST", f"/v2/models/{model}/infer", *next(turns))
-                response = connection.getresponse()
-                answer = response.read()
+                with _closed_on_error(connection):
+                    connection.request("POST", f"/v2/models/{model}/infer", *next(turns))
+                    response = connection.getresponse()
+                    answer = response.read()
                 if response.status != 200:
                     raise MaasError(f"{model}: HTTP {response.status}: {answer[:200]!r}")
                 length = response.getheader("Inference-Header-Content-Length")
@@ -174,6 +177,23 @@ def triton_callers(
         "mnist": request("mnist", [[image]], "PROBABILITIES", 10),
         "npc_dialogue": request("npc_dialogue", turn_inputs, "SCORE", count),
     }
+
+
+def _from_own_start(items: list, opened: list) -> Iterator:
+    """Cycle through `items` from this client's index: clients are made one after another,
+    each adding its connection to `opened` (fresh for every load run) after this call."""
+    return itertools.islice(itertools.cycle(items), len(opened), None)
+
+
+@contextlib.contextmanager
+def _closed_on_error(connection: http.client.HTTPConnection) -> Iterator[None]:
+    """A request that failed half-way leaves http.client's connection unusable; closing it lets
+    the next request reconnect instead of failing at once (and spinning the CPU)."""
+    try:
+        yield
+    except BaseException:
+        connection.close()
+        raise
 
 
 def _check(result: Any, name: str, size: int) -> None:
@@ -205,19 +225,23 @@ def set_dynamic_batching(url: str, workload: str, original: dict | None) -> dict
 def fastapi_callers(port: int, data: Payloads) -> dict[str, Callable[[list], Callable[[], None]]]:
     """JSON over the same http.client connections as Triton's callers, same payload order."""
 
-    def caller(path: str, bodies: list[dict], key: str, size: int):
+    def caller(
+        path: str, bodies: list[dict], key: str, size: int
+    ) -> Callable[[list], Callable[[], None]]:
         encoded = [json.dumps(body).encode() for body in bodies]
-        starts = itertools.count()
 
         def make(opened: list) -> Callable[[], None]:
+            turns = _from_own_start(encoded, opened)
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             opened.append(connection)
-            turns = itertools.islice(itertools.cycle(encoded), next(starts), None)
 
             def call() -> None:
-                connection.request("POST", path, next(turns), {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                answer = json.loads(response.read())
+                with _closed_on_error(connection):
+                    connection.request(
+                        "POST", path, next(turns), {"Content-Type": "application/json"}
+                    )
+                    response = connection.getresponse()
+                    answer = json.loads(response.read())
                 if response.status != 200 or len(answer[key]) != size:
                     raise MaasError(f"{path}: {response.status}")
 

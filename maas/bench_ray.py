@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-PAIRS_PER_TURN = 12  # the benchmark's NPC repertoire
-
 
 def batching_like_triton(repository: Path, model: str) -> tuple[int, float]:
     """The model's committed max_batch_size and queue delay (s), so that Ray batches no more
@@ -33,7 +31,9 @@ def build_app(repository: Path) -> Any:
 
     mnist_batch, mnist_wait = batching_like_triton(repository, "mnist")
     pairs, npc_wait = batching_like_triton(repository, "npc_bert")
-    turns_per_batch = max(1, pairs // PAIRS_PER_TURN)
+    from maas.bench import payloads  # the repertoire every client sends
+
+    turns_per_batch = max(1, pairs // len(payloads().lines))
 
     @serve.deployment(num_replicas=1, max_ongoing_requests=256)
     class GameModels:

@@ -527,7 +527,7 @@ def bench(
         judged = Table("target (issue 6)", "measured", "goal", "met", title="Targets, this run")
         for row in report["targets"]:
             mark = "[green]yes" if row["met"] else "[red]no"
-            judged.add_row(row["target"], f"{row['measured']:.2f}", row["goal"], mark)
+            judged.add_row(row["target"], f"{row['measured']:.3f}", row["goal"], mark)
         console.print(judged)
     console.print(f"Raw figures: {path}\nPlot: {picture}")
 

@@ -17,6 +17,7 @@ import numpy as np
 
 Call = Callable[[], None]
 WARMUP_ANSWERS = 3
+WARMUP_LIMIT_S = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,9 +66,10 @@ def run_closed_loop(
 ) -> LoadResult:
     """Run `concurrency` workers; only the timed window is reported.
 
-    The window opens after `warmup_s` and once every worker has had WARMUP_ANSWERS answers: a
-    model just loaded takes seconds over its first calls (TorchScript optimizes on its second),
-    which is not its steady state.
+    The window opens after `warmup_s` and once every worker has had WARMUP_ANSWERS successful
+    answers (a model just loaded takes seconds over its first calls; TorchScript optimizes on
+    its second), or after WARMUP_LIMIT_S at the latest, so that a failing server is measured
+    (as errors) rather than waited for.
     """
     calls = [make_call() for _ in range(concurrency)]
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
@@ -91,10 +93,9 @@ def run_closed_loop(
                 if began >= state["measure_from"]:
                     errors[index] += 1
                 continue
-            finally:
-                unanswered -= 1
-                if unanswered == 0:
-                    answered.release()
+            unanswered -= 1
+            if unanswered == 0:
+                answered.release()
             if began >= state["measure_from"]:
                 latencies[index].append(time.perf_counter() - began)
 
@@ -103,8 +104,10 @@ def run_closed_loop(
         thread.start()
     start_barrier.wait()
     time.sleep(warmup_s)
+    deadline = time.perf_counter() + WARMUP_LIMIT_S
     for _ in range(concurrency):
-        answered.acquire()
+        if not answered.acquire(timeout=max(0.0, deadline - time.perf_counter())):
+            break
     now = time.perf_counter()
     state["stop_at"] = now + duration_s
     state["measure_from"] = now
