@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from maas.paths import PROJECT_ROOT
 from tests.cli_calls import MAAS, maas
 from tests.conftest import free_ports
 from tests.fixture_models import build_repository, write_config
@@ -142,11 +143,17 @@ def test_a_model_that_fails_to_load_stops_the_server_with_its_reason(tmp_path):
         'output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n',
     )
     (repository / "not_built/1").rmdir()
+    # An ensemble built by a recipe of another name: the hint names the recipe.
+    (repository / "npc_dialogue").mkdir()
+    (repository / "npc_dialogue/config.pbtxt").write_text(
+        (PROJECT_ROOT / "model_repository/npc_dialogue/config.pbtxt").read_text()
+    )
     http, grpc, metrics = free_ports(3)
     result = maas(*serve_args(repository, http, grpc, metrics), timeout=240)
     assert result.returncode == 1
     err = result.stderr
-    assert "2 model(s) failed to load" in err, err
+    assert "3 model(s) failed to load" in err, err
+    assert "npc_dialogue" in err and "maas build npc`" in err
     assert "torch_named" in err and "expects 1 inputs, model provides 2" in err
     assert "not_built" in err and "maas build not_built" in err
     assert "onnx_dynamic" not in err
