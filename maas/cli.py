@@ -367,7 +367,6 @@ def loadtest(
     """Locust, headless: players talking (npc_dialogue) and drawing (mnist), with HTML and
     CSV reports."""
     import csv
-    import os
     import subprocess
 
     from maas.paths import PROJECT_ROOT
@@ -436,14 +435,15 @@ def bench(
         bool, typer.Option(help="Send to Triton through tritonclient.http, not plain http.client")
     ] = False,
 ) -> None:
-    """In-process limit, Triton with and without dynamic batching, and a FastAPI baseline, for
-    mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/."""
+    """In-process limit, Triton with and without dynamic batching, FastAPI and Ray Serve
+    baselines, for mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/."""
     import json
     import platform
 
     from maas import bench as b
     from maas.paths import PROJECT_ROOT
     from maas.server import ServerConfig, TritonServer
+    from maas.server.config import free_ports
 
     levels = _int_list(concurrency, "--concurrency")
     target = repository or default_repository()
@@ -476,9 +476,9 @@ def bench(
                 console.print(f"  {server:28} {model:13} c={level:<3} {row['throughput']:>8} /s "
                               f"p99 {row['p99_ms']} ms")  # fmt: skip
 
-    ports = [b.free_port() for _ in range(3)]
+    http_port, grpc_port, metrics_port = free_ports(3)
     config = ServerConfig(
-        repository=target, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]
+        repository=target, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port
     )
     with console.status("Starting Triton"), TritonServer(config):
         callers = b.triton_callers(config.http_url, data, tritonclient=tritonclient)
@@ -492,7 +492,7 @@ def bench(
 
     def measure_baseline(server: str, start, log: str, waiting: str) -> None:
         """FastAPI and Ray Serve share one JSON API, so one set of callers serves both."""
-        port = b.free_port()
+        (port,) = free_ports(1)
         with console.status(waiting):
             process = start(target, port, folder / f"bench-{stamp}-{log}.log")
         try:

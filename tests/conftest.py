@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from maas.server import ServerConfig, TritonServer
+from maas.server.config import free_ports
 from tests.fixture_models import build_repository
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [s.getsockname()[1] for s in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def server_config(repository: Path, log_dir: Path) -> ServerConfig:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from maas.server import ServerConfig, TritonServer
-from tests.conftest import free_ports
+from maas.server.config import free_ports
 from tests.fixture_models import CONFIGS, build_repository, reference, sample_inputs, write_config
 
 OUTPUTS = {

@@ -155,9 +155,9 @@ def test_wrong_image_size_is_a_400_and_server_keeps_serving(mnist_server, test_d
 
 
 def test_server_down_is_a_clear_client_error():
+    from maas.server.config import free_ports
     from maas_client.digits import DigitClient
     from maas_client.errors import ServerUnavailableError
-    from tests.conftest import free_ports
 
     (port,) = free_ports(1)
     with DigitClient(f"127.0.0.1:{port}") as client, pytest.raises(ServerUnavailableError):

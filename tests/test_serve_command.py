@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from maas.paths import PROJECT_ROOT
+from maas.server.config import free_ports
 from tests.cli_calls import MAAS, maas
-from tests.conftest import free_ports
 from tests.fixture_models import build_repository, write_config
 
 
