@@ -11,12 +11,10 @@ npc_dialogue request.
 from __future__ import annotations
 
 import contextlib
-import copy
 import http.client
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +29,7 @@ from maas.bench_models import Models
 from maas.errors import MaasError
 from maas.loadgen import run_closed_loop
 from maas.paths import PROJECT_ROOT
+from maas.tuning import reload_with_batching
 
 # What players say, in turn; client i starts at line i (mod 8), so that turns merged into one
 # batch differ as they would in play (identical rows would be encoded once).
@@ -139,29 +138,18 @@ def triton_callers(
             if json_size is not None:
                 headers["Inference-Header-Content-Length"] = str(json_size)
             bodies.append((body, headers))
+
+        def answered(response: http.client.HTTPResponse, answer: bytes) -> None:
+            if response.status != 200:
+                raise MaasError(f"{model}: HTTP {response.status}: {answer[:200]!r}")
+            length = response.getheader("Inference-Header-Content-Length")
+            result = httpclient.InferenceServerClient.parse_response_body(
+                answer, header_length=int(length) if length else None
+            )
+            _check(result, output, size)
+
         host, port = url.rsplit(":", 1)
-
-        def plain(opened: list) -> Callable[[], None]:
-            turns = _from_own_start(bodies, opened)
-            connection = http.client.HTTPConnection(host, int(port), timeout=120)
-            opened.append(connection)
-
-            def call() -> None:
-                with _closed_on_error(connection):
-                    connection.request("POST", f"/v2/models/{model}/infer", *next(turns))
-                    response = connection.getresponse()
-                    answer = response.read()
-                if response.status != 200:
-                    raise MaasError(f"{model}: HTTP {response.status}: {answer[:200]!r}")
-                length = response.getheader("Inference-Header-Content-Length")
-                result = httpclient.InferenceServerClient.parse_response_body(
-                    answer, header_length=int(length) if length else None
-                )
-                _check(result, output, size)
-
-            return call
-
-        return plain
+        return _posting(host, int(port), f"/v2/models/{model}/infer", bodies, answered)
 
     def strings(name: str, texts: list[str]) -> Any:
         tensor = httpclient.InferInput(name, [len(texts), 1], "BYTES")
@@ -177,6 +165,33 @@ def triton_callers(
         "mnist": request("mnist", [[image]], "PROBABILITIES", 10),
         "npc_dialogue": request("npc_dialogue", turn_inputs, "SCORE", count),
     }
+
+
+def _posting(
+    host: str,
+    port: int,
+    path: str,
+    requests: list[tuple[bytes, dict[str, str]]],
+    answered: Callable[[http.client.HTTPResponse, bytes], None],
+) -> Callable[[list], Callable[[], None]]:
+    """The load generator's client for every server: one keep-alive http.client connection per
+    client, POSTing `requests` (body, headers) in turn; `answered` checks each reply."""
+
+    def make(opened: list) -> Callable[[], None]:
+        turns = _from_own_start(requests, opened)
+        connection = http.client.HTTPConnection(host, port, timeout=120)
+        opened.append(connection)
+
+        def call() -> None:
+            with _closed_on_error(connection):
+                connection.request("POST", path, *next(turns))
+                response = connection.getresponse()
+                answer = response.read()
+            answered(response, answer)
+
+        return call
+
+    return make
 
 
 def _from_own_start(items: list, opened: list) -> Iterator:
@@ -212,10 +227,10 @@ def set_dynamic_batching(url: str, workload: str, original: dict | None) -> dict
     client = httpclient.InferenceServerClient(url)
     try:
         current = client.get_model_config(model)
-        config = copy.deepcopy(original) if original is not None else copy.deepcopy(current)
         if original is None:
-            config.pop("dynamic_batching", None)
-        client.load_model(model, config=json.dumps(config))
+            reload_with_batching(client, model, current, None)
+        else:
+            client.load_model(model, config=json.dumps(original))
         return current
     finally:
         client.close()
@@ -228,26 +243,14 @@ def fastapi_callers(port: int, data: Payloads) -> dict[str, Callable[[list], Cal
     def caller(
         path: str, bodies: list[dict], key: str, size: int
     ) -> Callable[[list], Callable[[], None]]:
-        encoded = [json.dumps(body).encode() for body in bodies]
+        headers = {"Content-Type": "application/json"}
+        encoded = [(json.dumps(body).encode(), headers) for body in bodies]
 
-        def make(opened: list) -> Callable[[], None]:
-            turns = _from_own_start(encoded, opened)
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            opened.append(connection)
+        def answered(response: http.client.HTTPResponse, answer: bytes) -> None:
+            if response.status != 200 or len(json.loads(answer)[key]) != size:
+                raise MaasError(f"{path}: {response.status}")
 
-            def call() -> None:
-                with _closed_on_error(connection):
-                    connection.request(
-                        "POST", path, next(turns), {"Content-Type": "application/json"}
-                    )
-                    response = connection.getresponse()
-                    answer = json.loads(response.read())
-                if response.status != 200 or len(answer[key]) != size:
-                    raise MaasError(f"{path}: {response.status}")
-
-            return call
-
-        return make
+        return _posting("127.0.0.1", port, path, encoded, answered)
 
     turns = [{"query": said, "candidates": data.lines} for said in PLAYER_LINES]
     return {
@@ -305,12 +308,6 @@ def stop_service(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the run -----------------------------------------------------------------------------------

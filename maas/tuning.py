@@ -63,6 +63,18 @@ def _counts(client, model: str) -> tuple[int, int]:
     )
 
 
+def reload_with_batching(
+    client: Any, model: str, original: dict[str, Any], batching: dict[str, Any] | None
+) -> None:
+    """Reload `model` as its `original` config with `batching` as its dynamic_batching (None:
+    none), through Triton's repository API (explicit model control, as `maas serve` runs)."""
+    config = copy.deepcopy(original)
+    config.pop("dynamic_batching", None)
+    if batching is not None:
+        config["dynamic_batching"] = batching
+    client.load_model(model, config=json.dumps(config))
+
+
 def tune_batching(
     url: str | None,
     model: str,
@@ -96,12 +108,8 @@ def tune_batching(
     rows = []
     try:
         for batching in settings:
-            config = copy.deepcopy(original)
-            config.pop("dynamic_batching", None)
-            if batching is not None:
-                config["dynamic_batching"] = batching
             try:
-                client.load_model(model, config=json.dumps(config))
+                reload_with_batching(client, model, original, batching)
             except InferenceServerException as error:
                 raise MaasError(
                     f"Triton refused to reload {model} (explicit model control is needed, as "
