@@ -152,7 +152,9 @@ def test_savedmodel_checks_names_and_dtypes_at_load(repo):
         [("features", "TYPE_FP32", (3,)), ("count", "TYPE_INT64", (1,))],
         [("weighted", "TYPE_FP32", (2,))],
     )
-    with pytest.raises(BackendError, match="TYPE_INT64 for input 'count', model provides int32"):
+    with pytest.raises(
+        BackendError, match="TYPE_INT64 for input 'count', model provides TYPE_INT32"
+    ):
         SavedModelRunner(path, wrong_dtype)
 
 

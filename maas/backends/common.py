@@ -247,6 +247,24 @@ def execute_batched(
     return [r if r is not None else BackendError("request was not executed") for r in results]
 
 
+def framework_message(error: BaseException, limit: int = 300) -> str:
+    """A framework error in one line: its type and the sentence that says what went wrong,
+    without TensorFlow's "Graph execution error" preamble, node traces and stack dumps."""
+    text = str(getattr(error, "message", "") or error)
+    kept = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(
+            ("Graph execution error", "Detected at node", "[[", "File ")
+        ):
+            continue
+        kept.append(line)
+    message = " ".join(kept)
+    if len(message) > limit:
+        message = message[: limit - 3] + "..."
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 def _run_one(spec: ModelSpec, run: RunFn, inputs: Inputs) -> Outputs | BackendError:
     batch = len(inputs[spec.inputs[0].name]) if spec.batching and spec.inputs else None
     try:
@@ -255,6 +273,6 @@ def _run_one(spec: ModelSpec, run: RunFn, inputs: Inputs) -> Outputs | BackendEr
         return error
     except Exception as error:  # the framework's own message is the useful part
         return BackendError(
-            f"model '{spec.name}' failed to execute: {type(error).__name__}: {error}",
+            f"model '{spec.name}' failed to execute: {framework_message(error)}",
             client_error=False,
         )

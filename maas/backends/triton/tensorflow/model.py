@@ -16,4 +16,4 @@ class TritonPythonModel(TritonAdapter):
         from maas.backends.savedmodel import SavedModelRunner
 
         use_gpu = gpu_id is not None and bool(tf.config.list_physical_devices("GPU"))
-        return SavedModelRunner(path, spec, device=f"/GPU:{gpu_id}" if use_gpu else "/CPU:0")
+        return SavedModelRunner(path, spec, gpu_id=gpu_id if use_gpu else None)

@@ -1,0 +1,307 @@
+"""Validate a repository: per model version, config against artifact, an in-process run, a
+served request, and optionally the same inputs through NGC 24.10's framework versions.
+
+Returns data (reports of checks); the CLI prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from maas.backends.common import (
+    BackendError,
+    ModelSpec,
+    check_output,
+    execute_batched,
+    framework_message,
+)
+from maas.server.supervisor import clean_reason
+from maas.validate import ngc
+from maas.validate.samples import sample_inputs
+from maas.validate.static import ModelEntry, check_ensemble, check_labels, discover
+
+RUNTIMES = ("local", ngc.RUNTIME)
+ATOL = RTOL = 1e-4  # same inputs, same artifact: framework builds may differ in the last bits
+FRAMEWORKS = ("pytorch", "tensorflow", "onnxruntime")
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: not applicable or skipped, with the reason in detail
+    detail: str = ""
+
+
+@dataclass
+class ModelReport:
+    model: str
+    version: str
+    backend: str
+    checks: list[Check] = field(default_factory=list)
+    local_outputs: dict[str, np.ndarray] | None = None
+    inputs: dict[str, np.ndarray] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok is not False for c in self.checks)
+
+    def add(self, name: str, ok: bool | None, detail: str = "") -> None:
+        self.checks.append(Check(name, ok, detail))
+
+
+def validate_repository(
+    repository: Path, *, runtime: str = "local", url: str | None = None, log: Log = print
+) -> list[ModelReport]:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    entries = discover(repository)
+    models = {e.name: e for e in entries}
+    reports: list[ModelReport] = []
+    for entry in entries:
+        reports += _static_and_local(entry, models)
+    with _server(repository, url, log) as target:
+        for report in reports:
+            if report.inputs is not None:
+                _served(target, report, models[report.model])
+    if runtime == ngc.RUNTIME:
+        for report in reports:
+            if report.inputs is not None or report.backend == "python":
+                _ngc(report, models[report.model], log)
+    return reports
+
+
+def _static_and_local(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[ModelReport]:
+    if entry.error:
+        report = ModelReport(entry.name, "-", entry.backend or "?")
+        report.add("config", False, entry.error)
+        return [report]
+    versions = entry.served_versions()
+    if entry.backend == "ensemble":
+        report = ModelReport(entry.name, "-", "ensemble")
+        problems = check_ensemble(entry, models)
+        report.add("config", not problems, "; ".join(problems) or _contract(entry.spec))
+        if not problems:
+            report.inputs = sample_inputs(entry.spec)
+        return [report]
+    if not versions:
+        report = ModelReport(entry.name, "-", entry.backend)
+        report.add("config", True, _contract(entry.spec))
+        report.add("artifact", False, "no version folder yet (maas build, or add one)")
+        return [report]
+    reports = []
+    for version_dir in versions:
+        report = ModelReport(entry.name, version_dir.name, entry.backend)
+        reports.append(report)
+        labels = check_labels(entry)
+        report.add("config", not labels, "; ".join(labels) or _contract(entry.spec))
+        artifact = entry.artifact(version_dir)
+        if not artifact.exists():
+            report.add("artifact", False, f"{artifact.name} missing in {version_dir}")
+            continue
+        if entry.backend == "python":
+            problem = _python_source_problem(artifact)
+            report.add("artifact", problem is None, problem or f"{artifact.name} compiles")
+            if problem is None:
+                report.inputs = sample_inputs(entry.spec)
+            continue
+        if entry.backend not in FRAMEWORKS:
+            report.add("artifact", None, f"backend '{entry.backend}' is not checked in-process")
+            report.inputs = sample_inputs(entry.spec)
+            continue
+        _local(report, entry.spec, artifact)
+    return reports
+
+
+def _contract(spec: ModelSpec) -> str:
+    def side(tensors) -> str:
+        return ", ".join(f"{t.name} {t.triton_type[5:]} {list(t.dims)}" for t in tensors)
+
+    batch = f"batch<={spec.max_batch_size}" if spec.batching else "no batching"
+    return f"{side(spec.inputs)} -> {side(spec.outputs)}; {batch}"
+
+
+def _python_source_problem(path: Path) -> str | None:
+    try:
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+    except (SyntaxError, UnicodeDecodeError) as error:
+        return f"{path.name}: {error}"
+    return None
+
+
+def load_runner(backend: str, artifact: Path, spec: ModelSpec):
+    """The runner our Python-based backend uses; loading performs the native config checks."""
+    if backend == "pytorch":
+        from maas.backends.torchscript import TorchScriptRunner
+
+        return TorchScriptRunner(artifact, spec)
+    if backend == "tensorflow":
+        from maas.backends.savedmodel import SavedModelRunner
+
+        return SavedModelRunner(artifact, spec)
+    from maas.backends.onnx import OnnxRunner
+
+    return OnnxRunner(artifact, spec)
+
+
+def _local(report: ModelReport, spec: ModelSpec, artifact: Path) -> None:
+    try:
+        runner = load_runner(report.backend, artifact, spec)
+    except BackendError as error:
+        report.add("artifact", False, str(error))
+        return
+    except Exception as error:  # the framework's own words are the useful part
+        report.add("artifact", False, framework_message(error))
+        return
+    report.add("artifact", True, f"{artifact.name} matches the config")
+    report.inputs = sample_inputs(spec)
+    (result,) = execute_batched(spec, [report.inputs], runner.run)
+    if isinstance(result, BackendError):
+        report.add("local run", False, str(result))
+        return
+    report.local_outputs = result
+    report.add("local run", True, _shapes(result))
+
+
+def _shapes(outputs: dict[str, np.ndarray]) -> str:
+    return ", ".join(f"{name} {value.dtype} {list(value.shape)}" for name, value in outputs.items())
+
+
+@dataclass
+class Target:
+    """The server a validation talks to, and why models that did not load failed."""
+
+    client: object
+    load_reasons: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def _server(repository: Path, url: str | None, log: Log) -> Iterator[Target]:
+    """A tritonclient to the given server, or to a temporary one on free ports that keeps
+    serving even when some models fail to load (their reasons are reported per model)."""
+    import tritonclient.http as httpclient
+
+    if url is not None:
+        from maas_client.urls import normalize_url
+
+        client = httpclient.InferenceServerClient(normalize_url(url), network_timeout=120)
+        try:
+            yield Target(client)
+        finally:
+            client.close()
+        return
+    from maas.server import ServerConfig, TritonServer
+    from maas.server.config import free_ports
+
+    http, grpc, metrics = free_ports(3)
+    config = ServerConfig(
+        repository=repository,
+        http_port=http,
+        grpc_port=grpc,
+        metrics_port=metrics,
+        require_all_models=False,
+    )
+    log(f"Starting a temporary Triton on 127.0.0.1:{http} for {repository}")
+    with TritonServer(config) as server:
+        client = httpclient.InferenceServerClient(config.http_url, network_timeout=120)
+        try:
+            yield Target(client, {m.name: m.reason for m in server.failed_models()})
+        finally:
+            client.close()
+
+
+def _served(target: Target, report: ModelReport, entry: ModelEntry) -> None:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+    client = target.client
+
+    version = "" if report.version == "-" else report.version
+    try:
+        ready = client.is_model_ready(report.model, version)
+    except InferenceServerException as error:
+        report.add("served", False, f"the server did not answer: {error.message()}")
+        return
+    if not ready:
+        reason = clean_reason(target.load_reasons.get(report.model, ""))
+        report.add("served", False, f"not ready on the server. {reason}".strip())
+        return
+    assert report.inputs is not None
+    tensors = []
+    for name, value in report.inputs.items():
+        tensor = httpclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    try:
+        result = client.infer(report.model, tensors, model_version=version)
+    except InferenceServerException as error:
+        report.add("served", False, f"request failed: {error.message()}")
+        return
+    spec = entry.spec
+    batch = len(next(iter(report.inputs.values()))) if spec.batching else None
+    served: dict[str, np.ndarray] = {}
+    problems = []
+    for tensor in spec.outputs:
+        value = result.as_numpy(tensor.name)
+        if value is None:
+            problems.append(f"no output '{tensor.name}'")
+            continue
+        served[tensor.name] = value
+        try:
+            check_output(tensor, value, batch, report.model)
+        except BackendError as error:
+            problems.append(str(error))
+    if not problems and report.local_outputs is not None:
+        problems += _differences(served, report.local_outputs, "in-process")
+    report.add("served", not problems, "; ".join(problems) or f"HTTP: {_shapes(served)}")
+
+
+def _differences(
+    got: dict[str, np.ndarray], expected: dict[str, np.ndarray], label: str
+) -> list[str]:
+    problems = []
+    for name, want in expected.items():
+        have = got.get(name)
+        if have is None:
+            problems.append(f"no output '{name}'")
+            continue
+        if have.shape != want.shape:
+            problems.append(f"'{name}' has shape {list(have.shape)}, {label} {list(want.shape)}")
+            continue
+        if want.dtype.kind in "OSU":
+            if not np.array_equal(have, want):
+                problems.append(f"'{name}' differs from {label}")
+            continue
+        if not np.allclose(have, want, atol=ATOL, rtol=RTOL, equal_nan=True):
+            gap = float(np.nanmax(np.abs(have.astype(np.float64) - want.astype(np.float64))))
+            problems.append(f"'{name}' differs from {label} by up to {gap:.3g}")
+    return problems
+
+
+def _ngc(report: ModelReport, entry: ModelEntry, log: Log) -> None:
+    framework = report.backend
+    name = f"{ngc.RUNTIME} {framework}"
+    if framework not in ngc.FRAMEWORKS:
+        report.add(name, None, "nothing to run: Triton core runs it")
+        return
+    artifact = entry.artifact(entry.folder / report.version)
+    result = ngc.run_probe(framework, artifact, entry.config, report.inputs, log=log)
+    versions = ", ".join(f"{k} {v}" for k, v in result.versions.items())
+    if not result.ok:
+        report.add(name, False, f"{result.error} [{versions}]" if versions else result.error)
+        return
+    problems = []
+    if report.local_outputs is not None:
+        problems = _differences(result.outputs, report.local_outputs, "the local runtime")
+    detail = "; ".join(problems) or (
+        f"same outputs as local [{versions}]"
+        if framework != "python"
+        else f"compiles and imports [{versions}]"
+    )
+    report.add(name, not problems, detail)
