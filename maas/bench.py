@@ -219,7 +219,9 @@ def _check(result: Any, name: str, size: int) -> None:
 BATCHED_MODEL = {"mnist": "mnist", "npc_dialogue": "npc_bert"}  # whose batcher is switched
 
 
-def set_dynamic_batching(url: str, workload: str, original: dict | None) -> dict:
+def set_dynamic_batching(
+    url: str, workload: str, original: dict | None, admin: dict[str, str]
+) -> dict:
     """Reload the model without dynamic batching (original None) or back as it was."""
     import tritonclient.http as httpclient
 
@@ -228,9 +230,9 @@ def set_dynamic_batching(url: str, workload: str, original: dict | None) -> dict
     try:
         current = client.get_model_config(model)
         if original is None:
-            reload_with_batching(client, model, current, None)
+            reload_with_batching(client, model, current, None, admin)
         else:
-            client.load_model(model, config=json.dumps(original))
+            client.load_model(model, config=json.dumps(original), headers=admin)
         return current
     finally:
         client.close()

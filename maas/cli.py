@@ -30,6 +30,13 @@ UrlOption = Annotated[
     str | None,
     typer.Option("--url", help="Triton's HTTP endpoint, HOST:PORT with or without http://"),
 ]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Admin key file (default: $MAAS_ADMIN_KEY, else $MAAS_ADMIN_KEY_FILE, else "
+        "~/.cache/maas/admin.key, created on first serve)"
+    ),
+]
 RepositoryOption = Annotated[
     Path | None,
     typer.Option(help="Model repository (default: ./model_repository, else the checkout's)"),
@@ -56,12 +63,25 @@ def serve(
     ),
     log_file: Annotated[Path | None, typer.Option(help="Where Triton's log goes")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Echo Triton's log")] = False,
+    key_file: KeyFileOption = None,
+    restrict_inference: Annotated[
+        bool,
+        typer.Option(help="Inference, model config and metadata need the admin key too"),
+    ] = False,
 ) -> None:
-    """Start Triton on this machine (no Docker) and serve the repository until Ctrl-C."""
-    from maas.server import ServerConfig, TritonServer
+    """Start Triton on this machine (no Docker) and serve the repository until Ctrl-C.
 
+    Model control, statistics, trace, logging and shared memory answer only requests that
+    carry the admin key (header maas-admin-key); inference, health and metadata stay open.
+    """
+    from maas.server import ServerConfig, TritonServer
+    from maas_client.admin_key import find_or_create_key
+
+    key, key_source = find_or_create_key(key_file)
     try:
         config = ServerConfig(
+            admin_key=key,
+            restrict_inference=restrict_inference,
             repository=repository or default_repository(),
             host=host,
             http_port=http_port,
@@ -73,6 +93,7 @@ def serve(
     except ValueError as error:
         fail(str(error), 2)
     server = TritonServer(config)
+    server.key_file = key_source
     # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -106,6 +127,9 @@ def print_ready(server) -> None:
     console.print(f"  gRPC     {cfg.host}:{cfg.grpc_port}")
     console.print(f"  Metrics  http://{cfg.host}:{cfg.metrics_port}/metrics")
     console.print(f"  Log      {server.log_path}")
+    where = server.key_file or "the environment variable MAAS_ADMIN_KEY"
+    restricted = ", ".join(cfg.restricted_apis())
+    console.print(f"  Admin    {restricted}: header maas-admin-key from {where}")
     table = Table("model", "version", "state", title=f"Models in {cfg.repository}")
     for model in server.model_states():
         table.add_row(model.name, model.version, model.state)
@@ -114,11 +138,12 @@ def print_ready(server) -> None:
 
 
 @app.command()
-def status(url: UrlOption = None) -> None:
+def status(url: UrlOption = None, key_file: KeyFileOption = None) -> None:
     """Health, model versions and states, and Triton's statistics for each model."""
+    from maas_client.admin_key import find_key
     from maas_client.status import fetch_status
 
-    found = fetch_status(url)
+    found = fetch_status(url, admin_key=find_key(key_file))
     health = "[green]ready[/]" if found.ready else "[yellow]live, not ready[/]"
     console.print(f"Triton {found.version} at {found.url}: {health}")
     table = Table(
@@ -176,6 +201,58 @@ def build(
         f"[bold green]Built {model} version {card.version}[/] in {card.timings_s['total']:.0f} s: "
         f"{target / card.model / str(card.version)}"
     )
+
+
+@app.command()
+def validate(
+    repository: RepositoryOption = None,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="local: this machine's runtime; ngc-24.10: also run each artifact with the "
+            "framework versions of nvcr.io/nvidia/tritonserver:24.10-py3"
+        ),
+    ] = "local",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", help="Send the requests to this running server instead of a temporary one"
+        ),
+    ] = None,
+) -> None:
+    """Check every model: config against artifact, a served request, and other runtimes."""
+    from rich.markup import escape
+
+    from maas.validate.pipeline import RUNTIMES, validate_repository
+
+    if runtime not in RUNTIMES:
+        fail(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    target = repository or default_repository()
+    if not target.is_dir():
+        fail(f"model repository {target} is not a directory")
+    reports = validate_repository(
+        target, runtime=runtime, url=url, log=lambda text: err_console.print(text, highlight=False)
+    )
+    if not reports:
+        fail(f"no model folders with a config.pbtxt in {target}")
+    marks = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[dim]skip[/]"}
+    for report in reports:
+        table = Table(
+            title=f"{report.model} version {report.version} ({report.backend})",
+            title_justify="left",
+            show_header=False,
+            width=min(console.width, 100),
+        )
+        table.add_column("check", no_wrap=True, width=22)
+        table.add_column("", no_wrap=True, width=4)
+        table.add_column("detail", overflow="fold", ratio=1)
+        for check in report.checks:
+            table.add_row(escape(check.name), marks[check.ok], escape(check.detail))
+        console.print(table)
+    failed = [f"{r.model}/{r.version}" for r in reports if not r.ok]
+    if failed:
+        fail(f"{len(failed)} of {len(reports)} model versions failed: {', '.join(failed)}")
+    console.print(f"[bold green]All {len(reports)} model versions passed[/] ({runtime})")
 
 
 @app.command()
@@ -480,15 +557,15 @@ def bench(
     config = ServerConfig(
         repository=target, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port
     )
-    with console.status("Starting Triton"), TritonServer(config):
+    with console.status("Starting Triton"), TritonServer(config) as server:
         callers = b.triton_callers(config.http_url, data, tritonclient=tritonclient)
         measure("triton, dynamic batching", callers)
         for model, make in callers.items():
-            original = b.set_dynamic_batching(config.http_url, model, None)
+            original = b.set_dynamic_batching(config.http_url, model, None, server.admin_headers)
             try:
                 measure("triton, no batching", {model: make})
             finally:
-                b.set_dynamic_batching(config.http_url, model, original)
+                b.set_dynamic_batching(config.http_url, model, original, server.admin_headers)
 
     def measure_baseline(server: str, start, log: str, waiting: str) -> None:
         """FastAPI and Ray Serve share one JSON API, so one set of callers serves both."""
@@ -552,6 +629,7 @@ def tune_batching_command(
     preferred: Annotated[str, typer.Option(help="preferred_batch_size list, '' for none")] = "",
     concurrency: Annotated[int, typer.Option(help="Closed-loop clients", min=1, max=256)] = 16,
     seconds: Annotated[float, typer.Option(help="Measured seconds per setting", min=0.5)] = 5.0,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Measure dynamic-batching settings on a running server (then restore the config)."""
     import json
@@ -559,6 +637,7 @@ def tune_batching_command(
 
     from maas.paths import PROJECT_ROOT
     from maas.tuning import tune_batching
+    from maas_client.admin_key import find_key
 
     def ints(text: str) -> list[int]:
         try:
@@ -574,6 +653,7 @@ def tune_batching_command(
         preferred=ints(preferred) or None,
         concurrency=concurrency,
         duration_s=seconds,
+        admin_key=find_key(key_file),
     )
     table = Table(
         "dynamic_batching",

@@ -56,15 +56,19 @@ def _caller(url: str, model: str, metadata: dict[str, Any], seed: int, opened: l
     return call
 
 
-def _counts(client, model: str) -> tuple[int, int]:
-    stats = client.get_inference_statistics(model)["model_stats"]
+def _counts(client, model: str, admin: dict[str, str]) -> tuple[int, int]:
+    stats = client.get_inference_statistics(model, headers=admin)["model_stats"]
     return sum(int(s["inference_count"]) for s in stats), sum(
         int(s["execution_count"]) for s in stats
     )
 
 
 def reload_with_batching(
-    client: Any, model: str, original: dict[str, Any], batching: dict[str, Any] | None
+    client: Any,
+    model: str,
+    original: dict[str, Any],
+    batching: dict[str, Any] | None,
+    admin: dict[str, str],
 ) -> None:
     """Reload `model` as its `original` config with `batching` as its dynamic_batching (None:
     none), through Triton's repository API (explicit model control, as `maas serve` runs)."""
@@ -72,7 +76,7 @@ def reload_with_batching(
     config.pop("dynamic_batching", None)
     if batching is not None:
         config["dynamic_batching"] = batching
-    client.load_model(model, config=json.dumps(config))
+    client.load_model(model, config=json.dumps(config), headers=admin)
 
 
 def tune_batching(
@@ -84,10 +88,14 @@ def tune_batching(
     concurrency: int,
     duration_s: float,
     include_unbatched: bool = True,
+    admin_key: str | None = None,
 ) -> list[dict[str, Any]]:
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
+    from maas_client.admin_key import headers
+
+    admin = headers(admin_key)
     address = normalize_url(url)
     client = httpclient.InferenceServerClient(address)
     try:
@@ -109,14 +117,14 @@ def tune_batching(
     try:
         for batching in settings:
             try:
-                reload_with_batching(client, model, original, batching)
+                reload_with_batching(client, model, original, batching, admin)
             except InferenceServerException as error:
                 raise MaasError(
                     f"Triton refused to reload {model} (explicit model control is needed, as "
                     f"`maas serve` uses): {error.message()}"
                 ) from None
             seeds, opened = iter(range(concurrency)), []
-            before = _counts(client, model)
+            before = _counts(client, model, admin)
             try:
                 result = run_closed_loop(
                     lambda seeds=seeds, opened=opened: _caller(
@@ -128,7 +136,7 @@ def tune_batching(
             finally:
                 for worker_client in opened:
                     worker_client.close()
-            inferences, executions = (a - b for a, b in zip(_counts(client, model), before))
+            inferences, executions = (a - b for a, b in zip(_counts(client, model, admin), before))
             row = {
                 "dynamic_batching": "off" if batching is None else batching,
                 **result.summary(),
@@ -138,7 +146,7 @@ def tune_batching(
     finally:
         try:
             # Back to the config it had: a plain reload keeps the last override in Triton 2.51.
-            client.load_model(model, config=json.dumps(original))
+            client.load_model(model, config=json.dumps(original), headers=admin)
         except (InferenceServerException, OSError) as error:
             print(f"warning: could not restore {model}'s config from disk: {error}")
         client.close()

@@ -9,8 +9,10 @@ import sys
 MAAS = [sys.executable, "-m", "maas.cli"]
 
 
-def maas(*args: str, timeout: float = 600, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
+def maas(
+    *args: str, timeout: float = 600, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [*MAAS, *args], capture_output=True, text=True, timeout=timeout, env=env, input=stdin
     )

@@ -10,6 +10,7 @@ import pytest
 
 from maas.paths import PROJECT_ROOT
 from tests.cli_calls import maas
+from tests.triton_calls import admin_headers
 
 TYPED_DIGITS = sorted((PROJECT_ROOT / "tests" / "typed_digits").glob("*.txt"))
 
@@ -133,9 +134,13 @@ def test_client_batches_every_typed_digit_in_one_call(mnist_server):
     drawings = [load_drawing_file(p) for p in TYPED_DIGITS]
     assert len(TYPED_DIGITS) >= 30 and {p.name[0] for p in TYPED_DIGITS} == set("0123456789")
     with DigitClient(mnist_server.config.http_url) as client:
-        before = client._client.get_inference_statistics("mnist")["model_stats"][0]
+        before = client._client.get_inference_statistics("mnist", headers=admin_headers())[
+            "model_stats"
+        ][0]
         results = client.classify_batch(drawings)
-        after = client._client.get_inference_statistics("mnist")["model_stats"][0]
+        after = client._client.get_inference_statistics("mnist", headers=admin_headers())[
+            "model_stats"
+        ][0]
     assert len(results) == len(drawings)
     assert int(after["execution_count"]) - int(before["execution_count"]) == 1
     assert all(r.image.shape == (28, 28) and len(r.top(3)) == 3 for r in results)

@@ -11,6 +11,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import np_to_triton_dtype
 
+from maas_client.admin_key import find_key, headers
+
 
 def infer(client, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None):
     module = grpcclient if isinstance(client, grpcclient.InferenceServerClient) else httpclient
@@ -30,9 +32,14 @@ def _outputs(result):
     return response["outputs"] if isinstance(response, dict) else response.outputs
 
 
+def admin_headers() -> dict[str, str]:
+    """The admin key every test server uses: the user's key file, as `maas serve` does."""
+    return headers(find_key())
+
+
 def model_counts(client, model: str) -> tuple[int, int]:
-    """(inferences, executions) so far, from Triton's statistics API over HTTP."""
-    stats = client.get_inference_statistics(model)["model_stats"][0]
+    """(inferences, executions) so far, from Triton's statistics API (an admin API) over HTTP."""
+    stats = client.get_inference_statistics(model, headers=admin_headers())["model_stats"][0]
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 

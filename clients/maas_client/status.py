@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from maas_client.admin_key import AdminKeyError, default_key_file, headers
 from maas_client.errors import MaasClientError, ServerUnavailableError
 from maas_client.urls import normalize_url
 
@@ -66,10 +67,14 @@ def _stats_by_model(stats: dict[str, Any]) -> dict[tuple[str, str], ModelStatus]
     return found
 
 
-def fetch_status(url: str | None = None, timeout_s: float = 5.0) -> ServerStatus:
+def fetch_status(
+    url: str | None = None, timeout_s: float = 5.0, *, admin_key: str | None = None
+) -> ServerStatus:
+    """Health is open; the repository index and statistics are admin APIs and need the key."""
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
+    admin = headers(admin_key)
     address = normalize_url(url)
     client = httpclient.InferenceServerClient(
         address, connection_timeout=timeout_s, network_timeout=timeout_s
@@ -85,9 +90,16 @@ def fetch_status(url: str | None = None, timeout_s: float = 5.0) -> ServerStatus
         try:
             ready = client.is_server_ready()
             version = client.get_server_metadata().get("version", "?")
-            index = client.get_model_repository_index()
-            stats = _stats_by_model(client.get_inference_statistics())
+            index = client.get_model_repository_index(headers=admin)
+            stats = _stats_by_model(client.get_inference_statistics(headers=admin))
         except InferenceServerException as error:
+            if error.status() == "403":
+                raise AdminKeyError(
+                    f"{address} keeps model states and statistics behind its admin key and "
+                    f"{'refused the one given' if admin_key else 'none was found'}: set "
+                    f"MAAS_ADMIN_KEY or pass --key-file (the server's is in {default_key_file()} "
+                    "on the machine running `maas serve`)"
+                ) from None
             raise MaasClientError(f"{address}: {error.message()}") from None
         except OSError as error:
             raise ServerUnavailableError(f"{address} stopped answering: {error}") from None

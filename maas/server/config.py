@@ -6,6 +6,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from maas_client.admin_key import ADMIN_APIS, HEADER, INFERENCE_APIS
+
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 8001
 DEFAULT_METRICS_PORT = 8002
@@ -25,6 +27,12 @@ class ServerConfig:
     startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
     exit_timeout_s: int = DEFAULT_EXIT_TIMEOUT_S
     extra_args: tuple[str, ...] = field(default=())
+    # False: start even when some models fail to load (maas validate reports each one).
+    require_all_models: bool = True
+    # The admin APIs (model load/unload, index, statistics, trace, logging, shared memory) answer
+    # only requests carrying this key; None: TritonServer finds or creates the user's key file.
+    admin_key: str | None = None
+    restrict_inference: bool = False  # inference, model config and metadata need the key too
 
     def __post_init__(self) -> None:
         ports = (self.http_port, self.grpc_port, self.metrics_port)
@@ -37,6 +45,9 @@ class ServerConfig:
     @property
     def http_url(self) -> str:
         return f"{self.host}:{self.http_port}"
+
+    def restricted_apis(self) -> tuple[str, ...]:
+        return ADMIN_APIS + (INFERENCE_APIS if self.restrict_inference else ())
 
     def arguments(self, backend_dir: Path) -> list[str]:
         # explicit mode with every model loaded: `maas add-model` can load more without restart.
@@ -57,9 +68,16 @@ class ServerConfig:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
+            *self.restriction_arguments(),
             "--log-verbose=1" if self.verbose else "--log-verbose=0",
             *self.extra_args,
         ]
+
+    def restriction_arguments(self) -> list[str]:
+        if not self.admin_key:
+            raise ValueError("an admin key is required: Triton's admin APIs load and run code")
+        rule = f"{','.join(self.restricted_apis())}:{HEADER}={self.admin_key}"
+        return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

@@ -31,6 +31,7 @@ from maas.paths import cache_root, latest_version_dir
 from maas.server.backend_dir import assemble_backend_dir
 from maas.server.config import ServerConfig
 from maas.server.triton_paths import find_triton
+from maas_client.admin_key import find_or_create_key, grpc_headers, headers
 
 POLL_INTERVAL_S = 0.25
 LOG_TAIL_LINES = 200
@@ -51,7 +52,7 @@ _LOAD_FAILURE = re.compile(
 )
 
 
-def _clean_reason(reason: str) -> str:
+def clean_reason(reason: str) -> str:
     """Triton's reason without the Python stack ("At: ...") the stub appends to exceptions."""
     reason = reason.split("\\n\\nAt:")[0].split("\n\nAt:")[0].strip()
     return reason.removeprefix("Internal: TritonModelException: ")
@@ -105,6 +106,7 @@ class TritonServer:
         self._log_file: IO[str] | None = None
         self.log_path = config.log_file or self._default_log_path()
         self.startup_s: float | None = None
+        self.key_file: Path | None = None  # where the admin key came from (None: given or env)
 
     def _default_log_path(self) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -112,7 +114,19 @@ class TritonServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """What a client sends to reach the admin APIs of this server."""
+        return headers(self.config.admin_key)
+
+    @property
+    def admin_grpc_headers(self) -> dict[str, str]:
+        return grpc_headers(self.config.admin_key)
+
     def start(self) -> None:
+        if self.config.admin_key is None:
+            key, self.key_file = find_or_create_key()
+            self.config = replace(self.config, admin_key=key)
         cfg = self.config
         if not cfg.repository.is_dir():
             raise ServerStartError(f"model repository {cfg.repository} is not a directory")
@@ -187,12 +201,14 @@ class TritonServer:
             if self._get("/v2/health/live") == 200:
                 # Triton opens its endpoints only after the initial loads are done.
                 try:
-                    failed = self._failed_models()
+                    failed = self.failed_models()
                 except (OSError, ValueError):  # endpoint not answering yet, or a partial reply
                     time.sleep(POLL_INTERVAL_S)
                     continue
-                if failed:
+                if failed and self.config.require_all_models:
                     raise ModelLoadError(self._describe_failures(failed))
+                if failed:
+                    return
                 if self._get("/v2/health/ready") == 200:
                     return
             time.sleep(POLL_INTERVAL_S)
@@ -200,7 +216,7 @@ class TritonServer:
             f"Triton was not ready after {self.config.startup_timeout_s:.0f} s; see {self.log_path}"
         )
 
-    def _failed_models(self) -> list[ModelState]:
+    def failed_models(self) -> list[ModelState]:
         """Models not READY, including those Triton left out of its index (no version folder)."""
         states = self.model_states()
         failed = [m for m in states if m.state != "READY"]
@@ -233,7 +249,7 @@ class TritonServer:
     def _describe_failures(self, failed: list[ModelState]) -> str:
         lines = [f"{len(failed)} model(s) failed to load, so the server was stopped:"]
         for model in failed:
-            reason = _clean_reason(model.reason or model.state)
+            reason = clean_reason(model.reason or model.state)
             version = f" version {model.version}" if model.version else ""
             hint = _unbuilt_hint(self.config.repository, model.name)
             lines.append(f"  - {model.name}{version}: {reason}{hint}")
@@ -307,7 +323,10 @@ class TritonServer:
 
     def _post_json(self, path: str, body: dict[str, Any]) -> Any:
         request = urllib.request.Request(
-            self._url(path), data=json.dumps(body).encode(), method="POST"
+            self._url(path),
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers=self.admin_headers,
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"[]")
