@@ -4,15 +4,16 @@ thread, so the screen never freezes; a missing server is said in plain words and
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import ClassVar
 
 from rich.markup import escape
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, Input, Markdown, RichLog, Static
@@ -25,6 +26,7 @@ from maas_game.state import SHORT_DIRECTIONS, Game, Outcome, SaveError
 from maas_game.world import Lock, World
 
 HEALTH_CHECK_S = 2.0
+LOG_ENTRIES = 400  # as many as a save keeps (Game.remember)
 HELP = """\
 # How to play
 
@@ -54,7 +56,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help"):
-            yield Markdown(HELP)
+            with VerticalScroll(id="help-text"):
+                yield Markdown(HELP)
             yield Button("Back to the game", id="close")
 
     @on(Button.Pressed, "#close")
@@ -146,8 +149,37 @@ class LockScreen(ModalScreen[bool]):
         self.dismiss(True)  # not awaited: a screen cannot await its own dismissal
 
 
+class StoryLog(RichLog):
+    """The story so far, wrapped at the panel's width. RichLog renders each line once, when it is
+    written, and never narrower than its `min_width`; this log keeps what it was told and writes
+    it all again when its width changes, so old lines re-flow when the terminal is resized."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, wrap=True, markup=True, min_width=1)
+        self._entries: deque[str] = deque(maxlen=LOG_ENTRIES)
+        self._flowed_at = 0  # the content width the lines are wrapped at; 0 before the first size
+
+    def add(self, text: str) -> None:
+        """Write a line of Rich markup (lines written before the log has a size wait for it)."""
+        self._entries.append(text)
+        self.write(text)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Runs before RichLog's own handler, which writes the waiting lines at the first size.
+        width = self.scrollable_content_region.width
+        if not width or width == self._flowed_at:
+            return
+        if self._flowed_at:
+            self.clear()
+            for text in self._entries:
+                self.write(text)
+        self._flowed_at = width
+
+
 class GameApp(App[None]):
     CSS_PATH = "game.tcss"
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (30, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help"),
         Binding("ctrl+s", "save", "Save"),
@@ -172,17 +204,18 @@ class GameApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="main"):
-            yield Static(id="room")
-            yield RichLog(id="log", wrap=True, markup=True)
+            with VerticalScroll(id="room-panel"):
+                yield Static(id="room")
+            yield StoryLog(id="log")
         yield Input(placeholder="Say something, or /help", id="command")
         yield Static(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
-        log = self.query_one(RichLog)
+        log = self.query_one(StoryLog)
         if self.game.progress.log:
             for line in self.game.progress.log:
-                log.write(line)
+                log.add(line)
             self.say("[i]Your saved game continues.[/i]")
         else:
             self.say(f"[b]{escape(self.world.title)}[/b]\n{escape(self.world.intro)}")
@@ -195,7 +228,7 @@ class GameApp(App[None]):
     # --- what the player sees -------------------------------------------------------------
     def say(self, text: str) -> None:
         self.game.remember(text)
-        self.query_one(RichLog).write(text)
+        self.query_one(StoryLog).add(text)
 
     def refresh_room(self) -> None:
         talking = self.game.talking_to
