@@ -138,6 +138,21 @@ def print_ready(server) -> None:
 
 
 @app.command()
+def key(
+    key_file: KeyFileOption = None,
+    show: Annotated[bool, typer.Option(help="Print the key itself, not only where it is")] = False,
+) -> None:
+    """Where the admin key is (created 0600 if missing), for docker compose and admin clients."""
+    from maas_client.admin_key import HEADER, find_or_create_key
+
+    value, source = find_or_create_key(key_file)
+    where = str(source) if source else "the environment variable MAAS_ADMIN_KEY"
+    console.print(f"Admin key: {where} (send it as the header {HEADER})", highlight=False)
+    if show:
+        print(value)
+
+
+@app.command()
 def status(url: UrlOption = None, key_file: KeyFileOption = None) -> None:
     """Health, model versions and states, and Triton's statistics for each model."""
     from maas_client.admin_key import find_key
@@ -371,7 +386,7 @@ def play(
     """Play the adventure. Without --url and with no local server, builds what is missing,
     starts Triton for the game and stops it on exit."""
     from maas_client.errors import ServerUnavailableError
-    from maas_client.status import fetch_status
+    from maas_client.status import models_ready
     from maas_game.app import GameApp
     from maas_game.services import GameServices
     from maas_game.state import Game, SaveError
@@ -394,12 +409,12 @@ def play(
     server = None
     if url is None:
         try:
-            fetch_status(None, timeout_s=2)
+            models_ready(None, (), timeout_s=2)
         except ServerUnavailableError:
             server = _start_local_server(repository)
     try:
         services = GameServices(url if server is None else server.config.http_url)
-        GameApp(world, services, save_path, game).run()
+        GameApp(world, services, save_path, game, keeper=server).run()
         services.close()
     finally:
         if server is not None:
@@ -447,24 +462,26 @@ def loadtest(
     import subprocess
 
     from maas.paths import PROJECT_ROOT
-    from maas_client.status import fetch_status
+    from maas_client.status import models_ready
+    from maas_client.urls import normalize_url
 
-    found = fetch_status(url)  # one clear line when nothing answers
-    missing = {"npc_dialogue", "mnist"} - {m.name for m in found.models if m.state == "READY"}
+    address = normalize_url(url)
+    ready = models_ready(url, ("npc_dialogue", "mnist"))  # one clear line when nothing answers
+    missing = [name for name, ok in ready.items() if not ok]
     if missing:
-        fail(f"{found.url} does not serve {', '.join(sorted(missing))} (see `maas status`)")
+        fail(f"{address} does not serve {', '.join(missing)} (see `maas status`)")
     folder = reports or PROJECT_ROOT / "reports"
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}"
     command = [
         sys.executable, "-m", "locust", "-f", str(PROJECT_ROOT / "loadtest" / "locustfile.py"),
-        "--headless", "--host", f"http://{found.url}", "--users", str(users),
+        "--headless", "--host", f"http://{address}", "--users", str(users),
         "--spawn-rate", str(spawn_rate), "--run-time", duration, "--html", f"{prefix}.html",
         "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     env = {**os.environ, "MAAS_THINK_TIME": "1" if think_time else "0"}
     console.print(
-        f"Locust: {users} players ({spawn_rate}/s) for {duration} against {found.url}"
+        f"Locust: {users} players ({spawn_rate}/s) for {duration} against {address}"
         f"{'' if think_time else ', no think time'}"
     )
     log = Path(f"{prefix}.log")

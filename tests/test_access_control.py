@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -84,6 +85,9 @@ def test_with_the_key_an_upload_loads_and_serves(triton, tmp_path):
         assert infer(client, MODEL, {"X": value})["Y"].tolist() == [4.5]
     finally:
         client.unload_model(MODEL, headers=triton.admin_headers)
+        deadline = time.monotonic() + 30  # strict readiness: not ready while it unloads
+        while not client.is_server_ready() and time.monotonic() < deadline:
+            time.sleep(0.2)
         client.close()
 
 
@@ -136,3 +140,11 @@ def test_server_arguments_restrict_admin_apis_and_optionally_inference(tmp_path)
     )
     with pytest.raises(ValueError, match="admin key is required"):
         ServerConfig(repository=tmp_path).arguments(tmp_path)
+
+
+def test_key_command_creates_the_file_once_and_shows_it(tmp_path):
+    env = {"MAAS_CACHE": str(tmp_path), "MAAS_ADMIN_KEY": "", "MAAS_ADMIN_KEY_FILE": ""}
+    first = maas("key", env=env)
+    assert first.returncode == 0 and str(tmp_path / "admin.key") in first.stdout
+    shown = maas("key", "--show", env=env)
+    assert shown.stdout.strip().splitlines()[-1] == (tmp_path / "admin.key").read_text().strip()

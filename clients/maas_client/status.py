@@ -119,3 +119,27 @@ def fetch_status(
             )
         )
     return ServerStatus(url=address, live=live, ready=ready, version=version, models=models)
+
+
+def models_ready(
+    url: str | None, models: list[str] | tuple[str, ...], timeout_s: float = 5.0
+) -> dict[str, bool]:
+    """Each model's readiness through the health API, which needs no admin key; raises
+    ServerUnavailableError when nothing answers at `url`."""
+    import tritonclient.http as httpclient
+
+    address = normalize_url(url)
+    client = httpclient.InferenceServerClient(
+        address, connection_timeout=timeout_s, network_timeout=timeout_s
+    )
+    try:
+        try:
+            client.is_server_live()
+        except Exception as error:  # connection refused, DNS, timeout: all mean "not there"
+            raise ServerUnavailableError(
+                f"no Triton server answers at {address} ({type(error).__name__}); start one "
+                "with `maas serve`"
+            ) from None
+        return {name: bool(client.is_model_ready(name)) for name in models}
+    finally:
+        client.close()

@@ -21,11 +21,12 @@ from textual.widgets import Button, Footer, Header, Input, Markdown, RichLog, St
 from maas_client.errors import MaasClientError, ServerUnavailableError
 from maas_client.npc import Reply
 from maas_game.canvas import RuneCanvas
-from maas_game.services import GameServices
+from maas_game.services import GameServices, ServerKeeper
 from maas_game.state import SHORT_DIRECTIONS, Game, Outcome, SaveError
 from maas_game.world import Lock, World
 
 HEALTH_CHECK_S = 2.0
+MAX_SERVER_RESTARTS = 3  # per game: a server that keeps dying is reported, not restarted forever
 LOG_ENTRIES = 400  # as many as a save keeps (Game.remember)
 HELP = """\
 # How to play
@@ -191,10 +192,18 @@ class GameApp(App[None]):
     show_why: reactive[bool] = reactive(False)
 
     def __init__(
-        self, world: World, services: GameServices, save_path: Path, game: Game | None = None
+        self,
+        world: World,
+        services: GameServices,
+        save_path: Path,
+        game: Game | None = None,
+        keeper: ServerKeeper | None = None,
     ) -> None:
         super().__init__()
         self.world, self.services, self.save_path = world, services, save_path
+        self.keeper = keeper  # the server `maas play` started itself, restarted if it dies
+        self.restarts = 0
+        self._restarting = False
         self.game = game or Game(world)
         self.title = world.title
         self.ready: dict[str, bool] | None = None
@@ -241,7 +250,12 @@ class GameApp(App[None]):
         )
 
     def update_status(self, error: str | None = None) -> None:
-        if error:
+        if self._restarting:
+            text = (
+                f"[yellow]Server {self.services.url}: the local server stopped; restarting it "
+                f"(attempt {self.restarts}/{MAX_SERVER_RESTARTS})[/yellow]"
+            )
+        elif error:
             text = f"[red]Server {self.services.url}: {error}[/red] - retrying every 2 s"
         elif self.ready is None:
             text = f"Server {self.services.url}: checking..."
@@ -284,6 +298,46 @@ class GameApp(App[None]):
                 f"[yellow]The spirits fall silent: the model server stopped answering "
                 f"({escape(reason)}). Your progress is safe; the game retries on its own.[/yellow]"
             )
+        self._restart_if_ours_died()
+
+    def _restart_if_ours_died(self) -> None:
+        keeper = self.keeper
+        if keeper is None or self._restarting or not keeper.exited.is_set():
+            return
+        if self.restarts >= MAX_SERVER_RESTARTS:
+            if self.restarts == MAX_SERVER_RESTARTS:
+                self.restarts += 1  # say it once
+                self.say(
+                    f"[red]The local server died {MAX_SERVER_RESTARTS} times; not restarting it "
+                    "again. Your progress is saved; see its log, or start `maas serve`.[/red]"
+                )
+            return
+        self.restarts += 1
+        self._restarting = True
+        self.update_status()
+        self.say(
+            f"[yellow]The local model server died; restarting it (attempt {self.restarts}/"
+            f"{MAX_SERVER_RESTARTS}).[/yellow]"
+        )
+        self._restart_server(keeper)
+
+    @work(thread=True, group="restart")
+    def _restart_server(self, keeper: ServerKeeper) -> None:
+        try:
+            keeper.restart()
+        except Exception as error:  # start errors are MaasErrors; any failure is said plainly
+            self.call_from_thread(self._restart_done, str(error) or type(error).__name__)
+            return
+        self.call_from_thread(self._restart_done, None)
+
+    def _restart_done(self, error: str | None) -> None:
+        self._restarting = False
+        if error:
+            self.say(f"[red]The restart failed: {escape(error)}[/red]")
+            self.update_status("not answering")
+        else:
+            self.say("[green]The local model server is running again.[/green]")
+        self.check_server()
 
     def _server_up(self, ready: dict[str, bool]) -> None:
         self.ready = ready

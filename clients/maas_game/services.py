@@ -3,10 +3,11 @@ turns a missing server into an exception the screen can explain."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -18,6 +19,15 @@ from maas_client.urls import normalize_url
 
 MODELS = ("npc_dialogue", "mnist")
 T = TypeVar("T")
+
+
+class ServerKeeper(Protocol):
+    """A server the game started itself and may restart when it dies (maas play passes its
+    TritonServer; the game package never imports the server side)."""
+
+    exited: threading.Event  # set once the server process has ended
+
+    def restart(self) -> None: ...
 
 
 class GameServices:

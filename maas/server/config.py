@@ -31,7 +31,7 @@ class ServerConfig:
     require_all_models: bool = True
     # The admin APIs (model load/unload, index, statistics, trace, logging, shared memory) answer
     # only requests carrying this key; None: TritonServer finds or creates the user's key file.
-    admin_key: str | None = None
+    admin_key: str | None = field(default=None, repr=False)
     restrict_inference: bool = False  # inference, model config and metadata need the key too
 
     def __post_init__(self) -> None:

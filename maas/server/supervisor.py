@@ -103,6 +103,7 @@ class TritonServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._log_thread: threading.Thread | None = None
+        self.exited = threading.Event()  # set once tritonserver has exited and been reaped
         self._log_file: IO[str] | None = None
         self.log_path = config.log_file or self._default_log_path()
         self.startup_s: float | None = None
@@ -147,7 +148,8 @@ class TritonServer:
         )
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = self.log_path.open("w", encoding="utf-8")
+            # A restart appends: the log of the run that died stays readable.
+            self._log_file = self.log_path.open("a" if self._process else "w", encoding="utf-8")
         except OSError as error:
             raise ServerStartError(f"cannot write the log file {self.log_path}: {error}") from None
         started = time.monotonic()
@@ -164,6 +166,8 @@ class TritonServer:
         except OSError as error:
             self._log_file.close()
             raise ServerStartError(f"cannot start {install.binary}: {error}") from None
+        self.exited.clear()
+        threading.Thread(target=self._reap, args=(self._process,), daemon=True).start()
         self._log_thread = threading.Thread(target=self._pump_log, daemon=True)
         self._log_thread.start()
         try:
@@ -172,6 +176,15 @@ class TritonServer:
             self.stop()
             raise
         self.startup_s = time.monotonic() - started
+
+    def _reap(self, process: subprocess.Popen[bytes]) -> None:
+        """Wait for tritonserver however it ends (SIGKILL, OOM killer, crash): reaping it leaves
+        no zombie, and its process group, where the backend stubs live, goes with it at once;
+        orphaned stubs would otherwise keep their memory for minutes."""
+        process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        self.exited.set()
 
     def _pump_log(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -277,6 +290,12 @@ class TritonServer:
             self._log_file.close()
             self._log_file = None
         return process.returncode
+
+    def restart(self) -> None:
+        """Stop whatever is left and start again on the same ports and key (maas play does this
+        when the server it started dies)."""
+        self.stop()
+        self.start()
 
     def __enter__(self) -> TritonServer:
         self.start()

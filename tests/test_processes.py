@@ -1,0 +1,50 @@
+"""No process we start outlives us: a tritonserver killed like the OOM killer does takes its
+backend stubs with it, and leaves no zombie behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from maas.server import TritonServer
+from tests.conftest import server_config
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """pid -> state letter of every live process in a process group, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid:
+            found[int(entry.name)] = state
+    return found
+
+
+def test_sigkill_of_tritonserver_takes_its_stubs_along(backend_repository, tmp_path):
+    server = TritonServer(server_config(backend_repository, tmp_path))
+    server.start()
+    try:
+        triton_pid = server._process.pid
+        stubs = {pid for pid in group_members(triton_pid) if pid != triton_pid}
+        assert len(stubs) >= 4  # one stub per model instance: torch x2, tf, onnx
+        os.kill(triton_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            alive = {p: s for p, s in group_members(triton_pid).items() if s != "Z"}
+            if not alive:
+                break
+            time.sleep(0.2)
+        assert not alive, f"still running 10 s after SIGKILL: {alive}"
+        assert server.exited.wait(5) and not server.is_running()
+        assert triton_pid not in group_members(triton_pid)  # reaped, not a zombie
+    finally:
+        server.stop()
