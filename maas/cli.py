@@ -155,43 +155,12 @@ def key(
 @app.command()
 def status(url: UrlOption = None, key_file: KeyFileOption = None) -> None:
     """Health, model versions and states, and Triton's statistics for each model."""
+    from maas.status_view import status_view
     from maas_client.admin_key import find_key
     from maas_client.status import fetch_status
 
     found = fetch_status(url, admin_key=find_key(key_file))
-    health = "[green]ready[/]" if found.ready else "[yellow]live, not ready[/]"
-    console.print(f"Triton {found.version} at {found.url}: {health}")
-    table = Table(
-        "model",
-        "version",
-        "state",
-        "requests",
-        "failed",
-        "inferences",
-        "batches",
-        "avg batch",
-        "avg queue ms",
-        "avg compute ms",
-    )
-
-    def fmt(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
-    for m in found.models:
-        state = m.state if not m.reason else f"{m.state}: {m.reason}"
-        table.add_row(
-            m.name,
-            m.version or "-",
-            state,
-            str(m.requests),
-            str(m.failures),
-            str(m.inferences),
-            str(m.executions),
-            fmt(m.avg_batch),
-            fmt(m.avg_queue_ms),
-            fmt(m.avg_compute_ms),
-        )
-    console.print(table)
+    console.print(status_view(found))
     if not found.ready:
         raise typer.Exit(1)
 

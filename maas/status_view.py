@@ -1,0 +1,49 @@
+"""`maas status` as a table that reads whole at 80 columns: full model names, short headers
+with a legend, and failure reasons under the table instead of in a column."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from maas_client.status import ServerStatus
+
+LEGEND = (
+    "req: requests, fail: failed, batch: inferences per execution (what dynamic batching "
+    "merged), queue/compute: average ms per request"
+)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def status_view(found: ServerStatus) -> Group:
+    health = "[green]ready[/]" if found.ready else "[yellow]live, not ready[/]"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("model", overflow="fold", ratio=1)  # full names, folded when long
+    table.add_column("ver", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for header in ("req", "fail", "batch", "queue", "compute"):
+        table.add_column(header, justify="right", no_wrap=True)
+    reasons = []
+    for m in found.models:
+        if m.reason:
+            reasons.append(Text(f"{m.name}: {m.reason}", style="yellow"))
+        table.add_row(
+            m.name,
+            m.version or "-",
+            m.state,
+            str(m.requests),
+            str(m.failures),
+            "-" if m.avg_batch is None else f"{m.avg_batch:.1f}",
+            _ms(m.avg_queue_ms),
+            _ms(m.avg_compute_ms),
+        )
+    parts: list = [Text.from_markup(f"Triton {found.version} at {found.url}: {health}"), table]
+    if reasons:
+        parts += reasons
+    parts.append(Text(LEGEND, style="dim"))
+    return Group(*parts)
