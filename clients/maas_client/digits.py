@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maas_client.drawing import prepare
+from maas_client.errors import MaasClientError
 from maas_client.http_client import ModelClient
 
 MODEL = "mnist"
@@ -47,6 +48,12 @@ class DigitClient(ModelClient):
         return results
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Raw call: prepared [N,28,28] float32 images to [N,10] probabilities."""
+        """Raw call: prepared [N,28,28] float32 images to [N,10] probabilities.
+
+        The server computes whatever it is given (NaN in, NaN out, as NVIDIA's backends do),
+        so non-finite pixels are refused here, before they cost a request."""
+        if not np.isfinite(images).all():
+            bad = int((~np.isfinite(images)).reshape(len(images), -1).any(axis=1).argmax())
+            raise MaasClientError(f"image {bad} holds NaN or infinite pixels; nothing was sent")
         inputs = {INPUT: np.ascontiguousarray(images, np.float32)}
         return self.infer(MODEL, inputs, [OUTPUT])[OUTPUT]
