@@ -11,6 +11,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from maas.errors import MaasError
@@ -44,7 +45,7 @@ RepositoryOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -68,6 +69,16 @@ def serve(
         bool,
         typer.Option(help="Inference, model config and metadata need the admin key too"),
     ] = False,
+    model_control: Annotated[
+        bool,
+        typer.Option(
+            help="Let admin clients load/unload models without a restart (tune-batching); the "
+            "key is then on Triton's command line, readable by local users"
+        ),
+    ] = False,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address of the metrics port (no key exists for metrics)")
+    ] = "127.0.0.1",
 ) -> None:
     """Start Triton on this machine (no Docker) and serve the repository until Ctrl-C.
 
@@ -82,6 +93,8 @@ def serve(
         config = ServerConfig(
             admin_key=key,
             restrict_inference=restrict_inference,
+            model_control=model_control,
+            metrics_host=metrics_host,
             repository=repository or default_repository(),
             host=host,
             http_port=http_port,
@@ -117,7 +130,7 @@ def _stop_undisturbed(server) -> int | None:
     """Stop with further Ctrl-C/SIGTERM ignored, so a second signal cannot cut cleanup short."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return server.stop()
+    return server.close()
 
 
 def print_ready(server) -> None:
@@ -125,7 +138,7 @@ def print_ready(server) -> None:
     console.print(f"[bold green]Triton is ready[/] in {server.startup_s:.1f} s")
     console.print(f"  HTTP     http://{cfg.host}:{cfg.http_port}  (KServe v2: /v2/health/ready)")
     console.print(f"  gRPC     {cfg.host}:{cfg.grpc_port}")
-    console.print(f"  Metrics  http://{cfg.host}:{cfg.metrics_port}/metrics")
+    console.print(f"  Metrics  http://{cfg.metrics_host}:{cfg.metrics_port}/metrics")
     console.print(f"  Log      {server.log_path}")
     where = server.key_file or "the environment variable MAAS_ADMIN_KEY"
     restricted = ", ".join(cfg.restricted_apis())
@@ -257,7 +270,7 @@ def digits(
             drawings.append((path, load_drawing_file(path)))
         except DrawingError as error:
             failed += 1
-            err_console.print(f"[red]{path}[/]: {error}", highlight=False)
+            err_console.print(f"[red]{escape(str(path))}[/]: {escape(str(error))}", highlight=False)
     if drawings:
         with DigitClient(url) as client:
             results = client.classify_batch([d for _, d in drawings])
@@ -316,10 +329,10 @@ def chat(
             except KeyboardInterrupt:
                 break
             except ServerUnavailableError as error:
-                err_console.print(f"[yellow]{error}[/]; say it again when it is back")
+                err_console.print(f"[yellow]{escape(str(error))}[/]; say it again when it is back")
                 continue
             except MaasClientError as error:
-                err_console.print(f"[red]{error}[/]")
+                err_console.print(f"[red]{escape(str(error))}[/]")
                 continue
             console.print(f"[bold]{escape(chosen.name)}:[/] {escape(answer.text)}", highlight=False)
             if scores:
@@ -370,7 +383,8 @@ def play(
         except SaveError as error:
             kept = save_path.with_suffix(".unreadable.json")
             save_path.replace(kept)
-            err_console.print(f"[yellow]{error}; kept it as {kept} and started a new game[/]")
+            said = f"{error}; kept it as {kept} and started a new game"
+            err_console.print(f"[yellow]{escape(said)}[/]")
         else:
             if game.progress.won:
                 console.print("That adventure was won: starting a new one (--save to keep both)")
@@ -541,7 +555,11 @@ def bench(
 
     http_port, grpc_port, metrics_port = free_ports(3)
     config = ServerConfig(
-        repository=target, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port
+        repository=target,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        model_control=True,  # the runs without batching reload models
     )
     with console.status("Starting Triton"), TritonServer(config) as server:
         callers = b.triton_callers(config.http_url, data, tritonclient=tritonclient)
@@ -701,7 +719,7 @@ def main() -> None:
     try:
         app()
     except (MaasError, MaasClientError) as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         sys.exit(1)
 
 

@@ -120,8 +120,8 @@ def tune_batching(
                 reload_with_batching(client, model, original, batching, admin)
             except InferenceServerException as error:
                 raise MaasError(
-                    f"Triton refused to reload {model} (explicit model control is needed, as "
-                    f"`maas serve` uses): {error.message()}"
+                    f"Triton refused to reload {model}: {error.message()} (it needs the admin "
+                    "key and a server started with `maas serve --model-control`)"
                 ) from None
             seeds, opened = iter(range(concurrency)), []
             before = _counts(client, model, admin)

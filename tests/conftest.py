@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,14 @@ import pytest
 from maas.server import ServerConfig, TritonServer
 from maas.server.config import free_ports
 from tests.fixture_models import build_repository
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests' own admin key, never the user's: servers and `maas` subprocesses find it
+    through MAAS_ADMIN_KEY_FILE (created on the first server start)."""
+    os.environ.pop("MAAS_ADMIN_KEY", None)
+    folder = Path(tempfile.mkdtemp(prefix="maas-test-key-"))
+    os.environ["MAAS_ADMIN_KEY_FILE"] = str(folder / "admin.key")
 
 
 def server_config(repository: Path, log_dir: Path) -> ServerConfig:
@@ -21,6 +31,7 @@ def server_config(repository: Path, log_dir: Path) -> ServerConfig:
         metrics_port=metrics,
         log_file=log_dir / f"triton-{http}.log",
         startup_timeout_s=240,
+        model_control=True,  # the tests load, upload and reload models through the API
     )
 
 

@@ -134,6 +134,9 @@ def test_server_arguments_restrict_admin_apis_and_optionally_inference(tmp_path)
     rule = "model-repository,statistics,trace,logging,shared-memory:maas-admin-key=k3y"
     assert f"--http-restricted-api={rule}" in args
     assert f"--grpc-restricted-protocol={rule}" in args
+    assert "--model-control-mode=none" in args and "--metrics-address=127.0.0.1" in args
+    explicit = ServerConfig(repository=tmp_path, admin_key="k3y", model_control=True)
+    assert "--model-control-mode=explicit" in explicit.arguments(tmp_path)
     strict = ServerConfig(repository=tmp_path, admin_key="k3y", restrict_inference=True)
     assert "inference,model-config,metadata:maas-admin-key=k3y" in " ".join(
         strict.arguments(tmp_path)

@@ -63,6 +63,8 @@ def compose_server(backend_repository, tmp_path):
         .replace("/run/secrets/maas_admin_key", str(secret))
         .replace("/models", str(backend_repository))
     )
+    nvidia, *shell = SERVICE["entrypoint"]  # the image's own entrypoint, then the shell
+    assert nvidia == "/opt/nvidia/nvidia_entrypoint.sh" and shell == ["/bin/sh", "-c"]
     env = {
         **os.environ,
         "PATH": f"{wrapper.parent}:{sys.prefix}/bin:{os.environ['PATH']}",
@@ -70,7 +72,7 @@ def compose_server(backend_repository, tmp_path):
     }
     log = (tmp_path / "triton.log").open("w")
     process = subprocess.Popen(
-        [*SERVICE["entrypoint"], line], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [*shell, line], env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
     url = f"127.0.0.1:{http}"

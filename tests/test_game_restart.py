@@ -45,7 +45,11 @@ async def test_a_killed_local_server_is_restarted_and_the_game_carries_on(
             assert "running again" in log
             assert app.game.progress.log[-1].startswith("[b]Bess Tanner:[/b]"), log
             assert app.game.room.id == "inn" and app.restarts == 1
+            # Started from the game's worker thread, which has ended: the server must outlive
+            # it (PR_SET_PDEATHSIG follows the forking thread, hence the spawner thread).
+            await settle(pilot, 3.0)
             assert server.is_running() and not server.exited.is_set()
+            assert app.ready == {"npc_dialogue": True, "mnist": True}
     finally:
         server.stop()
         services.close()

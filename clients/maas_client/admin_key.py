@@ -8,8 +8,10 @@ variable MAAS_ADMIN_KEY, then a key file (an explicit path, MAAS_ADMIN_KEY_FILE,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from maas_client.errors import MaasClientError
@@ -54,25 +56,40 @@ def find_key(explicit_file: Path | None = None) -> str | None:
 
 def find_or_create_key(explicit_file: Path | None = None) -> tuple[str, Path | None]:
     """The key and the file it came from (None: the environment); a new random key in a 0600
-    file when none exists yet."""
+    file when none exists yet. Written aside and linked into place, so a concurrent first start
+    reads either no file or a whole one, and two first starts agree on one key."""
     from_env = os.environ.get(KEY_ENV, "").strip()
     if from_env and explicit_file is None:
         return from_env, None
     path = key_file(explicit_file)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, draft = tempfile.mkstemp(prefix=".admin-key-", dir=path.parent)
+            try:
+                with os.fdopen(descriptor, "w") as handle:  # mkstemp makes it 0600
+                    handle.write(secrets.token_urlsafe(32) + "\n")
+                with contextlib.suppress(FileExistsError):  # another start won: use its key
+                    os.link(draft, path)
+            finally:
+                os.unlink(draft)
+        except OSError as error:
+            raise AdminKeyError(
+                f"cannot create admin key file {path}: {error.strerror or error}"
+            ) from None
     return _read(path), path
 
 
 def _read(path: Path) -> str:
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
         text = path.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise AdminKeyError(f"cannot read admin key file {path}: {error.strerror}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise AdminKeyError(f"cannot read admin key file {path}: {reason}") from None
+    mode = info.st_mode
+    if info.st_uid != os.getuid():
+        raise AdminKeyError(f"admin key file {path} belongs to another user; use your own")
     if mode & 0o077:
         raise AdminKeyError(
             f"admin key file {path} is readable by other users (mode {mode & 0o777:o}); "

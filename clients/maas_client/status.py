@@ -89,7 +89,7 @@ def fetch_status(
             ) from None
         try:
             ready = client.is_server_ready()
-            version = client.get_server_metadata().get("version", "?")
+            version = client.get_server_metadata(headers=admin).get("version", "?")
             index = client.get_model_repository_index(headers=admin)
             stats = _stats_by_model(client.get_inference_statistics(headers=admin))
         except InferenceServerException as error:

@@ -490,4 +490,6 @@ class GameApp(App[None]):
 
     async def action_quit(self) -> None:
         self.autosave()
+        if self._restarting and self.keeper is not None:
+            self.keeper.close()  # the restart worker gives up instead of holding the exit
         self.exit()

@@ -29,6 +29,8 @@ class ServerKeeper(Protocol):
 
     def restart(self) -> None: ...
 
+    def close(self) -> int | None: ...  # for good: a restart under way gives up
+
 
 class GameServices:
     """Both model clients live in one thread of their own: tritonclient's HTTP client runs on

@@ -6,12 +6,15 @@ backend's stub process alone; the runners stay testable without Triton.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from maas.backends.common import BackendError, Inputs, ModelSpec, Outputs, execute_batched
+
+UNSUPPORTED = ("sequence_batching", "batch_input", "batch_output")
 
 
 class Runner(Protocol):
@@ -31,7 +34,14 @@ class TritonAdapter:
         import triton_python_backend_utils as pb_utils
 
         self._pb = pb_utils
-        self.spec = ModelSpec.from_json(args["model_config"])
+        config = json.loads(args["model_config"])
+        unsupported = [key for key in UNSUPPORTED if config.get(key)]
+        if unsupported:  # refused rather than ignored: never more forgiving than native
+            raise pb_utils.TritonModelException(
+                f"model '{config.get('name')}' uses {', '.join(unsupported)}, which maas's "
+                f"Python-based {self.framework} backend does not support (NVIDIA's image does)"
+            )
+        self.spec = ModelSpec.from_config(config)
         filename = self.spec.default_model_filename or self.default_filename
         path = Path(args["model_repository"]) / args["model_version"] / filename
         gpu_id = (

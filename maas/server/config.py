@@ -33,6 +33,11 @@ class ServerConfig:
     # only requests carrying this key; None: TritonServer finds or creates the user's key file.
     admin_key: str | None = field(default=None, repr=False)
     restrict_inference: bool = False  # inference, model config and metadata need the key too
+    # Model load/unload through the API (explicit mode), for tune-batching, bench and add-model.
+    # Off by default: Triton takes the key only on its command line, which local users can read
+    # in /proc, so with model control on the key guards against the network, not local users.
+    model_control: bool = False
+    metrics_host: str = "127.0.0.1"  # metrics have no key: this host only unless asked
 
     def __post_init__(self) -> None:
         ports = (self.http_port, self.grpc_port, self.metrics_port)
@@ -50,14 +55,19 @@ class ServerConfig:
         return ADMIN_APIS + (INFERENCE_APIS if self.restrict_inference else ())
 
     def arguments(self, backend_dir: Path) -> list[str]:
-        # explicit mode with every model loaded: `maas add-model` can load more without restart.
-        # exit-on-error off: we read each failed model's reason from the repository index and
-        # stop the server ourselves, so the user gets a message instead of a half-started server.
+        # Every model loads at start either way; explicit mode also lets the admin API (re)load
+        # models without a restart. exit-on-error off: we read each failed model's reason from
+        # the repository index and stop the server ourselves, so the user gets a message
+        # instead of a half-started server.
+        control = (
+            ["--model-control-mode=explicit", "--load-model=*"]
+            if self.model_control
+            else ["--model-control-mode=none"]
+        )
         return [
             f"--model-repository={self.repository.resolve()}",
             f"--backend-directory={backend_dir}",
-            "--model-control-mode=explicit",
-            "--load-model=*",
+            *control,
             "--exit-on-error=false",
             "--strict-readiness=true",
             f"--exit-timeout-secs={self.exit_timeout_s}",
@@ -65,7 +75,7 @@ class ServerConfig:
             f"--http-port={self.http_port}",
             f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={self.host}",
+            f"--metrics-address={self.metrics_host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
             *self.restriction_arguments(),

@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -58,7 +59,10 @@ def clean_reason(reason: str) -> str:
     return reason.removeprefix("Internal: TritonModelException: ")
 
 
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: the forked child only calls it
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+_SPAWNER = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="triton-spawner"
+)  # loaded here: the forked child only calls it
 
 
 def _die_with_parent() -> None:
@@ -103,7 +107,9 @@ class TritonServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._log_thread: threading.Thread | None = None
-        self.exited = threading.Event()  # set once tritonserver has exited and been reaped
+        self.exited = threading.Event()  # set once this run of tritonserver exited, reaped
+        self._closed = threading.Event()  # close(): no further (re)start, a waiting start ends
+        self._stopping = threading.Lock()  # close() and a failed start may stop at once
         self._log_file: IO[str] | None = None
         self.log_path = config.log_file or self._default_log_path()
         self.startup_s: float | None = None
@@ -125,6 +131,8 @@ class TritonServer:
         return grpc_headers(self.config.admin_key)
 
     def start(self) -> None:
+        if self._closed.is_set():
+            raise ServerStartError("the server was closed; it is not started again")
         if self.config.admin_key is None:
             key, self.key_file = find_or_create_key()
             self.config = replace(self.config, admin_key=key)
@@ -154,7 +162,10 @@ class TritonServer:
             raise ServerStartError(f"cannot write the log file {self.log_path}: {error}") from None
         started = time.monotonic()
         try:
-            self._process = subprocess.Popen(
+            # PR_SET_PDEATHSIG fires when the *thread* that forked exits: fork from a thread
+            # that lives as long as this process, not from the caller's (maybe a worker's).
+            self._process = _SPAWNER.submit(
+                subprocess.Popen,
                 [str(install.binary), *cfg.arguments(backend_dir)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -162,12 +173,12 @@ class TritonServer:
                 env=env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
-            )
+            ).result()
         except OSError as error:
             self._log_file.close()
             raise ServerStartError(f"cannot start {install.binary}: {error}") from None
-        self.exited.clear()
-        threading.Thread(target=self._reap, args=(self._process,), daemon=True).start()
+        self.exited = threading.Event()  # one per run: an old reaper cannot mark the new one
+        threading.Thread(target=self._reap, args=(self._process, self.exited), daemon=True).start()
         self._log_thread = threading.Thread(target=self._pump_log, daemon=True)
         self._log_thread.start()
         try:
@@ -177,14 +188,14 @@ class TritonServer:
             raise
         self.startup_s = time.monotonic() - started
 
-    def _reap(self, process: subprocess.Popen[bytes]) -> None:
+    def _reap(self, process: subprocess.Popen[bytes], exited: threading.Event) -> None:
         """Wait for tritonserver however it ends (SIGKILL, OOM killer, crash): reaping it leaves
-        no zombie, and its process group, where the backend stubs live, goes with it at once;
-        orphaned stubs would otherwise keep their memory for minutes."""
+        no zombie (the stubs watch their parent, and a zombie still looks alive to them), and
+        its process group, where the stubs live, is killed with it at once."""
         process.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-        self.exited.set()
+        exited.set()
 
     def _pump_log(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -199,6 +210,8 @@ class TritonServer:
 
     def _wait_until_ready(self, deadline: float) -> None:
         while time.monotonic() < deadline:
+            if self._closed.is_set():
+                raise ServerStartError("the server was closed while it was starting")
             fatal = next((ln for ln in list(self._log_tail) if _STUB_CANNOT_START in ln), None)
             if fatal:  # Triton would wait for the stub for minutes; the cause is already known
                 raise ServerStartError(
@@ -271,6 +284,10 @@ class TritonServer:
 
     def stop(self) -> int | None:
         """SIGINT, wait for Triton's own graceful exit, then kill whatever is left in the group."""
+        with self._stopping:
+            return self._stop_process()
+
+    def _stop_process(self) -> int | None:
         process = self._process
         if process is None:
             return None
@@ -290,6 +307,11 @@ class TritonServer:
             self._log_file.close()
             self._log_file = None
         return process.returncode
+
+    def close(self) -> int | None:
+        """Stop for good: a start or restart under way in another thread gives up."""
+        self._closed.set()
+        return self.stop()
 
     def restart(self) -> None:
         """Stop whatever is left and start again on the same ports and key (maas play does this

@@ -14,7 +14,6 @@ import importlib.util
 import json
 import platform
 import sys
-import traceback
 import types
 from pathlib import Path
 
@@ -91,8 +90,11 @@ def probe(request: dict) -> dict:
         np.savez(request["outputs"], **outputs)
         result["ok"] = True
     except Exception as error:  # reported to the caller, who prints it in its table
-        result["error"] = f"{type(error).__name__}: {error}".strip()
-        result["traceback"] = traceback.format_exc(limit=6)
+        from maas.backends.common import BackendError, framework_message
+
+        result["error"] = (
+            str(error) if isinstance(error, BackendError) else framework_message(error)
+        )
     return result
 
 

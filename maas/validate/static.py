@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maas.backends.common import ModelSpec
+from maas.backends.common import BackendError, ModelSpec
 from maas.model_config import ConfigError, read_config
 from maas.paths import version_dirs
 
@@ -76,11 +76,16 @@ def discover(repository: Path) -> list[ModelEntry]:
             entry.error = str(error)
             entries.append(entry)
             continue
-        declared = entry.config.get("name", "")
-        if declared and declared != entry.name:
+        declared = entry.config.setdefault("name", entry.name)  # Triton's default: the folder
+        if declared != entry.name:
             entry.error = f"config name '{declared}' differs from its folder '{entry.name}'"
         elif not entry.platform and not entry.config.get("backend"):
             entry.error = "the config names neither a platform nor a backend"
+        else:
+            try:
+                ModelSpec.from_config(entry.config)
+            except BackendError as error:
+                entry.error = str(error)
         entries.append(entry)
     return entries
 
