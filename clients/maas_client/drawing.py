@@ -8,7 +8,9 @@ same steps here, so a 7x5 terminal scribble and a 200x200 mouse drawing reach th
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -18,6 +20,8 @@ MAX_SIDE = 128  # larger drawings are refused: nobody draws a rune that big in a
 FRAME = 28
 BOX = 20
 BACKGROUND_CHARS = frozenset(". ")
+MAX_FILE_BYTES = 1 << 20  # a 128x128 drawing is far smaller, as text or as .npy
+NUMBER_KINDS = "biuf"  # bool, signed and unsigned ints, floats: not complex, dates, text, objects
 
 
 class DrawingError(MaasClientError, ValueError):
@@ -47,9 +51,11 @@ def parse_text(text: str) -> np.ndarray:
 
 def check_array(drawing: np.ndarray) -> np.ndarray:
     try:
-        array = np.asarray(drawing, dtype=np.float32)
-    except (TypeError, ValueError):
+        array = np.asarray(drawing)
+    except (TypeError, ValueError):  # ragged nested lists
         raise DrawingError("a drawing is a 2-D array of numbers") from None
+    if array.dtype.kind not in NUMBER_KINDS:
+        raise DrawingError(f"a drawing is a 2-D array of numbers, not of {array.dtype}")
     if array.ndim != 2:
         raise DrawingError(f"a drawing is a 2-D array; got {array.ndim} dimensions")
     if array.size == 0:
@@ -58,8 +64,10 @@ def check_array(drawing: np.ndarray) -> np.ndarray:
         raise DrawingError(
             f"the drawing is {array.shape[0]}x{array.shape[1]}; at most {MAX_SIDE}x{MAX_SIDE}"
         )
+    # Checked before the cast, so a huge float64 is refused instead of overflowing with a warning.
     if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
         raise DrawingError("pixel values must be between 0 (background) and 1 (ink)")
+    array = array.astype(np.float32)
     if not (array > 0).any():
         raise DrawingError("the drawing has no ink")
     return array
@@ -68,17 +76,17 @@ def check_array(drawing: np.ndarray) -> np.ndarray:
 def load_drawing_file(path: Path) -> np.ndarray:
     """A text drawing (.txt or any text) or a 2-D numpy array (.npy)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as error:
-        raise DrawingError(f"cannot read: {error.strerror}") from None
-    if path.suffix == ".npy":
-        import io
-
-        try:
-            array = np.load(io.BytesIO(raw), allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise DrawingError(f"not a valid .npy array: {error}") from None
-        return check_array(array)
+        raise DrawingError(f"cannot read: {error.strerror or error}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise DrawingError(
+            f"the file is over {MAX_FILE_BYTES >> 20} MiB; a drawing is at most "
+            f"{MAX_SIDE}x{MAX_SIDE}"
+        )
+    if path.suffix.lower() == ".npy":
+        return check_array(_load_npy(raw))
     if b"\0" in raw:
         raise DrawingError("binary data, not a text drawing")
     try:
@@ -88,6 +96,39 @@ def load_drawing_file(path: Path) -> np.ndarray:
     if any(ord(ch) < 32 and ch not in "\n\r\t" for ch in text):
         raise DrawingError("control characters in the file: not a text drawing")
     return parse_text(text.expandtabs())
+
+
+def _load_npy(raw: bytes) -> np.ndarray:
+    """A .npy array, its header checked before any data is read: never unpickled, and never a
+    header's huge shape allocated."""
+    if not raw:
+        raise DrawingError("not a valid .npy array: the file is empty")
+    fmt, stream = np.lib.format, io.BytesIO(raw)
+    try:
+        version = fmt.read_magic(stream)
+    except ValueError as error:
+        raise DrawingError(f"not a valid .npy array: {error}") from None
+    if version not in ((1, 0), (2, 0)):  # 3.0 only for structured arrays, never a drawing
+        raise DrawingError(f"not a valid .npy array: unsupported format version {version}")
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    try:
+        shape, _, dtype = read_header(stream)
+    except ValueError as error:
+        raise DrawingError(f"not a valid .npy array: {error}") from None
+    except (SyntaxError, TokenError, RecursionError):  # numpy parses the header as Python
+        raise DrawingError("not a valid .npy array: its header is not readable") from None
+    if dtype.kind not in NUMBER_KINDS:
+        raise DrawingError(f"a drawing is a 2-D array of numbers, not of {dtype}")
+    if len(shape) != 2:
+        raise DrawingError(f"a drawing is a 2-D array; got {len(shape)} dimensions")
+    if min(shape) < 0:
+        raise DrawingError(f"not a valid .npy array: negative shape {shape}")
+    if shape[0] > MAX_SIDE or shape[1] > MAX_SIDE:
+        raise DrawingError(f"the drawing is {shape[0]}x{shape[1]}; at most {MAX_SIDE}x{MAX_SIDE}")
+    try:
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise DrawingError(f"not a valid .npy array: {error}") from None
 
 
 def _resample_matrix(source: int, target: int) -> np.ndarray:

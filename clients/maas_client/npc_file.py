@@ -8,6 +8,7 @@ because a writer edits these by hand.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ def parse_npc(data: Any, where: str) -> Npc:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise NpcFileError(f"{where}: 'name' must be a non-empty string")
-    where = f"{where} ({name})"
+    where = f"{where} ({' '.join(name.split())})"  # one line, whatever the name holds
     raw_lines = data.get("lines")
     if not isinstance(raw_lines, list) or not raw_lines:
         raise NpcFileError(f"{where}: 'lines' must be a non-empty list of what the NPC says")
@@ -95,7 +96,8 @@ def _parse_line(item: Any, where: str, index: int) -> NpcLine:
     if not isinstance(text, str) or not text.strip():
         raise NpcFileError(f"{where}: 'text' must be a non-empty string")
     line_id = item.get("id", str(index))
-    if not isinstance(line_id, str | int):
+    huge = isinstance(line_id, int) and line_id.bit_length() > 64  # str() refuses 4300 digits
+    if not isinstance(line_id, str | int) or huge:
         raise NpcFileError(f"{where}: 'id' must be a string")
     player = item.get("player", [])
     if not isinstance(player, list) or not all(isinstance(p, str) for p in player):
@@ -117,16 +119,32 @@ def _read(path: Path) -> Any:
             raise NpcFileError(
                 f"{path}: not valid JSON (line {error.lineno}: {error.msg})"
             ) from None
+        except ValueError as error:  # a number too long for Python to convert
+            raise NpcFileError(f"{path}: not valid JSON: {error}") from None
+        except RecursionError:
+            raise NpcFileError(f"{path}: not valid JSON: nested too deeply") from None
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise NpcFileError(f"{path}: expected a .yaml, .yml or .json file")
+    if importlib.util.find_spec("yaml") is None:
+        raise NpcFileError(f"{path}: YAML needs PyYAML (pip install pyyaml) or use JSON")
+    return parse_yaml(raw, str(path))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text as data (PyYAML must be installed); every way it can be wrong is one
+    NpcFileError line naming `where`."""
+    import yaml
+
     try:
-        import yaml
-    except ImportError:
-        raise NpcFileError(f"{path}: YAML needs PyYAML (pip install pyyaml) or use JSON") from None
-    try:
-        return yaml.safe_load(raw)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(error, "problem", None) or error
-        raise NpcFileError(f"{path}: not valid YAML{at}: {problem}") from None
+        raise NpcFileError(f"{where}: not valid YAML{at}: {problem}") from None
+    except ValueError as error:  # a date like 2024-13-01, or `!!int x`: PyYAML lets these escape
+        raise NpcFileError(
+            f"{where}: not valid YAML: {error} (quote values that look like dates or numbers)"
+        ) from None
+    except RecursionError:
+        raise NpcFileError(f"{where}: not valid YAML: nested too deeply") from None

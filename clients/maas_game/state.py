@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from rich.errors import MarkupError
+from rich.markup import escape, render
 
 from maas_client.errors import MaasClientError
 from maas_game.world import Exit, Lock, Room, World
@@ -158,26 +163,56 @@ class Game:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SaveError(f"no saved game at {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (OSError, ValueError) as error:  # ValueError: bad UTF-8, JSON, 4300-digit numbers
             raise SaveError(f"{path} is not a saved game: {error}") from None
+        except RecursionError:
+            raise SaveError(f"{path} is not a saved game: nested too deeply") from None
         if not isinstance(data, dict) or data.get("format") != SAVE_FORMAT:
             raise SaveError(f"{path} is not a saved game of this version")
         if data.get("title") != world.title:
-            raise SaveError(f"{path} belongs to {data.get('title')!r}, not {world.title!r}")
-        try:
-            progress = Progress(
-                room=str(data["room"]),
-                opened=[str(x) for x in data.get("opened", [])],
-                talking_to=data.get("talking_to"),
-                moves=int(data.get("moves", 0)),
-                won=bool(data.get("won", False)),
-                log=[str(x) for x in data.get("log", [])],
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise SaveError(f"{path} is damaged: {error}") from None
+            shown = reprlib.repr(data.get("title"))
+            raise SaveError(f"{path} belongs to {shown}, not {world.title!r}")
+        damage = _damage(data)
+        if damage:
+            raise SaveError(f"{path} is damaged: {damage}")
+        talking_to = data.get("talking_to")
+        progress = Progress(
+            room=data["room"],
+            opened=list(data.get("opened", [])),
+            talking_to=talking_to if isinstance(talking_to, str) else None,
+            moves=data.get("moves", 0),
+            won=data.get("won", False),
+            log=[_markup_or_escaped(line) for line in data.get("log", [])],
+        )
         unknown = [x for x in progress.opened if x not in world.locks]
         if progress.room not in world.rooms or unknown:
             raise SaveError(f"{path} does not match this adventure's rooms and locks")
         if progress.talking_to not in (None, *world.rooms[progress.room].npcs):
             progress.talking_to = None
         return cls(world, progress)
+
+
+def _damage(data: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a save's progress, in words; None when nothing is."""
+    if not isinstance(data.get("room"), str):
+        return "'room' must be a room id"
+    for key in ("opened", "log"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            return f"'{key}' must be a list of strings"
+    moves = data.get("moves", 0)
+    if not isinstance(moves, int) or isinstance(moves, bool) or moves < 0:
+        return f"'moves' must be a whole number, 0 or more, not {reprlib.repr(moves)}"
+    if not isinstance(data.get("won", False), bool):
+        return "'won' must be true or false"
+    return None
+
+
+def _markup_or_escaped(line: str) -> str:
+    """A log line as the story log shows it (Rich markup); a line edited into broken markup is
+    shown as it is written rather than stopping the game when the log is drawn."""
+    try:
+        render(line)
+    except MarkupError:
+        return escape(line)
+    return line

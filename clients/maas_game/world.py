@@ -3,12 +3,14 @@ a writer can change the adventure without touching code and hears exactly what i
 
 from __future__ import annotations
 
+import importlib.util
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maas_client.errors import MaasClientError
-from maas_client.npc_file import Npc, NpcFileError, parse_npc
+from maas_client.npc_file import Npc, NpcFileError, parse_npc, parse_yaml
 
 DEFAULT_CONTENT = Path(__file__).parent / "content" / "lantern_vault.yaml"
 
@@ -54,18 +56,18 @@ class World:
 
 
 def load_world(path: Path = DEFAULT_CONTENT) -> World:
+    if importlib.util.find_spec("yaml") is None:
+        raise ContentError("game content needs PyYAML (pip install pyyaml)")
     try:
-        import yaml
-    except ImportError:
-        raise ContentError("game content needs PyYAML (pip install pyyaml)") from None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ContentError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ContentError(f"{path}: cannot read it ({error})") from None
-    except yaml.YAMLError as error:
-        raise ContentError(f"{path}: not valid YAML: {error}") from None
+    try:
+        data = parse_yaml(text, str(path))
+    except NpcFileError as error:
+        raise ContentError(str(error)) from None
     return parse_world(data, str(path))
 
 
@@ -142,7 +144,17 @@ def _mapping(data: dict, key: str, where: str, *, required: bool = True) -> dict
     value = data.get(key, None if required else {})
     if not isinstance(value, dict) or (required and not value):
         raise ContentError(f"{where}: '{key}' must be a mapping of id -> {key[:-1]}")
+    for id_ in value:
+        if not isinstance(id_, str):  # YAML reads `1:`, `no:`, `null:` as a number, bool, None
+            raise ContentError(f"{where}: {key[:-1]} id {_shown(id_)} must be text (quote it)")
     return value
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, kept short (an alias can nest a list a million times)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a huge number"  # repr() refuses ints over 4300 digits
+    return reprlib.repr(value)
 
 
 def _npc(entry: Any, where: str) -> Npc:
@@ -157,17 +169,17 @@ def _lock(lock_id: str, entry: Any, where: str) -> Lock:
         raise ContentError(f"{where}: expected a mapping with name, digit, description")
     digit = entry.get("digit")
     if not isinstance(digit, int) or isinstance(digit, bool) or not 0 <= digit <= 9:
-        raise ContentError(f"{where}: 'digit' must be a whole number 0 to 9, not {digit!r}")
+        raise ContentError(f"{where}: 'digit' must be a whole number 0 to 9, not {_shown(digit)}")
     return Lock(lock_id, _string(entry, "name", where), digit, _string(entry, "description", where))
 
 
 def _room(room_id: str, entry: Any, where: str) -> Room:
     if not isinstance(entry, dict):
         raise ContentError(f"{where}: expected a mapping with name, description, exits")
-    unknown = set(entry) - {"name", "description", "exits", "npcs"}
+    unknown = sorted(_shown(key) for key in set(entry) - {"name", "description", "exits", "npcs"})
     if unknown:
         raise ContentError(
-            f"{where}: unknown keys {sorted(unknown)} (name, description, exits, npcs)"
+            f"{where}: unknown keys [{', '.join(unknown)}] (name, description, exits, npcs)"
         )
     raw_exits = entry.get("exits") or {}
     if not isinstance(raw_exits, dict):
@@ -175,7 +187,9 @@ def _room(room_id: str, entry: Any, where: str) -> Room:
     exits = []
     for direction, target in raw_exits.items():
         if not isinstance(direction, str):
-            raise ContentError(f"{where}: exit direction {direction!r} must be text (quote it)")
+            raise ContentError(
+                f"{where}: exit direction {_shown(direction)} must be text (quote it)"
+            )
         if isinstance(target, str):
             exits.append(Exit(str(direction), target))
         elif isinstance(target, dict) and isinstance(target.get("to"), str):
