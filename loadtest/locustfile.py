@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import tritonclient.http as httpclient
-from locust import User, between, constant, task
+from locust import User, between, constant, events, task
 from locust.exception import StopUser
 
 from maas_client.drawing import load_drawing_file, prepare
@@ -36,6 +36,20 @@ PLAYER_LINES = [
     "gotta go, bye",
     "what's the story with the crypt",
 ]
+
+
+REQUEST_LOG = os.environ.get("MAAS_REQUEST_LOG")  # `maas loadtest --soak` reads it afterwards
+if REQUEST_LOG:
+    _request_log = open(REQUEST_LOG, "a", buffering=1 << 16)  # noqa: SIM115 - closed on quit
+
+    @events.request.add_listener
+    def log_request(name: str, response_time: float, exception: object, **_: object) -> None:
+        failed = int(exception is not None)
+        _request_log.write(f"{time.time():.3f},{name},{response_time:.2f},{failed}\n")
+
+    @events.quitting.add_listener
+    def close_request_log(**_: object) -> None:
+        _request_log.close()
 
 
 class ContentError(Exception):

@@ -438,12 +438,21 @@ def loadtest(
         bool, typer.Option(help="Players pause 0.5-2 s between actions (off: stress)")
     ] = True,
     reports: Annotated[Path | None, typer.Option(help="Where the HTML and CSV go")] = None,
+    soak: Annotated[
+        bool,
+        typer.Option(
+            help="Also judge a long run: failures, p99 per window (minutes) and the server's "
+            "memory growth (e.g. --soak --users 50 --duration 10m)"
+        ),
+    ] = False,
 ) -> None:
     """Locust, headless: players talking (npc_dialogue) and drawing (mnist), with HTML and
     CSV reports."""
+    import contextlib
     import csv
     import subprocess
 
+    from maas import soak as soak_lib
     from maas.paths import PROJECT_ROOT
     from maas_client.status import models_ready
     from maas_client.urls import normalize_url
@@ -463,13 +472,22 @@ def loadtest(
         "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     env = {**os.environ, "MAAS_THINK_TIME": "1" if think_time else "0"}
+    try:
+        duration_s = soak_lib.parse_duration_s(duration)
+    except ValueError as error:
+        fail(str(error), 2)
+    request_log = Path(f"{prefix}_requests.csv")
+    if soak:
+        env["MAAS_REQUEST_LOG"] = str(request_log)
+    pgid = soak_lib.server_group(int(address.rsplit(":", 1)[1])) if soak else None
+    sampler = soak_lib.MemorySampler(pgid) if pgid is not None else contextlib.nullcontext()
     console.print(
         f"Locust: {users} players ({spawn_rate}/s) for {duration} against {address}"
         f"{'' if think_time else ', no think time'}"
     )
     log = Path(f"{prefix}.log")
-    started = time.monotonic()
-    with log.open("w") as out, console.status("Locust is running") as running:
+    started, started_wall = time.monotonic(), time.time()
+    with log.open("w") as out, sampler, console.status("Locust is running") as running:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             while process.poll() is None:
@@ -493,8 +511,32 @@ def loadtest(
             )  # fmt: skip
     console.print(table)
     console.print(f"Report: {prefix}.html (CSV: {prefix}_*.csv, log: {log})")
+    if soak:
+        print_soak(request_log, started, started_wall, duration_s, sampler)
     if code != 0:
         fail(f"Locust reported failures (exit code {code}); see {prefix}_failures.csv")
+
+
+def print_soak(request_log: Path, started: float, started_wall: float, duration_s: float,
+               sampler) -> None:  # fmt: skip
+    from maas import soak as soak_lib
+
+    if not request_log.exists():
+        fail(f"the players wrote no request log ({request_log})")
+    length = soak_lib.window_s(duration_s)
+    found = soak_lib.windows(request_log, started_wall, length)
+    table = Table("window", "requests", "failures", "p99 ms", title=f"Soak, {length:.0f} s windows")
+    for window in found:
+        p99 = "-" if window.p99_ms is None else f"{window.p99_ms:.0f}"
+        start = f"{window.start_s:.0f}-{window.start_s + length:.0f} s"
+        table.add_row(start, str(window.requests), str(window.failures), p99)
+    console.print(table)
+    memory = sampler.growth(started, length) if hasattr(sampler, "growth") else None
+    marks = {True: "[green]met[/]", False: "[red]missed[/]", None: "[dim]n/a[/]"}
+    verdicts = Table("soak target", "measured", "", title="Soak targets")
+    for verdict in soak_lib.judge(found, memory):
+        verdicts.add_row(verdict.target, verdict.value, marks[verdict.met])
+    console.print(verdicts)
 
 
 @app.command()

@@ -4,6 +4,7 @@ quick-built models, both player types, content checked, reports written."""
 from __future__ import annotations
 
 import csv
+import re
 
 from tests.cli_calls import maas
 
@@ -29,3 +30,19 @@ def test_loadtest_without_server_is_one_clear_line(tmp_path):
     result = maas("loadtest", "--url", "127.0.0.1:9", "--reports", str(tmp_path), timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "127.0.0.1:9" in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_soak_smoke_prints_windows_and_judges_the_targets(quick_server, tmp_path):
+    """The CI version of the 10-minute soak: 30 s, windows of 5 s, memory of the local server."""
+    url = quick_server.config.http_url
+    result = maas(
+        "loadtest", "--url", url, "--users", "8", "--spawn-rate", "8", "--duration", "30s",
+        "--soak", "--reports", str(tmp_path), timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    out = result.stdout
+    assert "Soak, 5 s windows" in out and "25-30 s" in out
+    assert re.search(r"0 failed requests\s*│\s*0\s*│\s*met", out), out
+    assert re.search(r"server RSS growth.*MB \([+-]\d", out), out  # measured: server is local
+    lines = (tmp_path / next(p.name for p in tmp_path.glob("*_requests.csv"))).read_text()
+    assert lines.count("\n") > 30 and ",mnist," in lines and ",npc_dialogue," in lines
