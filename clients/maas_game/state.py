@@ -3,6 +3,7 @@ a save file holds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import reprlib
@@ -148,6 +149,7 @@ class Game:
     def save(self, path: Path) -> None:
         """Written to a temporary file and renamed, so a crash never leaves half a save."""
         data = {"format": SAVE_FORMAT, "title": self.world.title, **asdict(self.progress)}
+        temporary = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".save-")
@@ -155,7 +157,11 @@ class Game:
                 json.dump(data, out, indent=1)
             os.replace(temporary, path)
         except OSError as error:
-            raise SaveError(f"cannot save to {path}: {error}") from None
+            if temporary is not None:  # a full disk must not fill up further with drafts
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+            reason = error.strerror or str(error)
+            raise SaveError(f"cannot save to {path}: {reason}; the game goes on") from None
 
     @classmethod
     def load(cls, world: World, path: Path) -> Game:
