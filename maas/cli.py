@@ -114,7 +114,11 @@ def serve(
         with console.status(f"Starting Triton on {config.repository} (log: {server.log_path})"):
             server.start()
         print_ready(server)
-        while server.is_running():
+        shown = 0
+        while server.is_running() or server.restarting:
+            for heal in server.heals[shown:]:
+                console.print(f"[yellow]{heal}[/]")
+            shown = len(server.heals)
             time.sleep(0.5)
         _stop_undisturbed(server)
         fail(f"Triton exited unexpectedly (code {server.returncode}); see {server.log_path}")

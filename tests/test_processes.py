@@ -48,3 +48,36 @@ def test_sigkill_of_tritonserver_takes_its_stubs_along(backend_repository, tmp_p
         assert triton_pid not in group_members(triton_pid)  # reaped, not a zombie
     finally:
         server.stop()
+
+
+def test_a_dead_stub_is_noticed_and_triton_restarted(backend_repository, tmp_path):
+    """Triton 2.51 leaves a killed stub's model READY and failing every request; the supervisor
+    restarts Triton (without model control, where nothing else ends a stub)."""
+    import dataclasses
+
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    from maas.server.stub_watch import stubs_of
+    from tests.triton_calls import infer
+
+    config = dataclasses.replace(server_config(backend_repository, tmp_path), model_control=False)
+    server = TritonServer(config)
+    server.start()
+    try:
+        old_pid = server._process.pid
+        stub = next(p for p, m in stubs_of(old_pid).items() if m == "onnx_dynamic")
+        os.kill(stub, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while not server.heals and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert server.heals and "'onnx_dynamic' died; Triton was restarted in" in server.heals[0]
+        assert server.is_running() and server._process.pid != old_pid
+        client = httpclient.InferenceServerClient(config.http_url)
+        try:
+            out = infer(client, "onnx_dynamic", {"x": np.ones((1, 3), np.float32)})
+            assert out["y"].shape == (1, 2)
+        finally:
+            client.close()
+    finally:
+        server.close()

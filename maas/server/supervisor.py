@@ -31,10 +31,12 @@ from maas.errors import ModelLoadError, PortInUseError, ServerStartError
 from maas.paths import cache_root, latest_version_dir
 from maas.server.backend_dir import assemble_backend_dir
 from maas.server.config import ServerConfig
+from maas.server.stub_watch import StubWatch
 from maas.server.triton_paths import find_triton
 from maas_client.admin_key import find_or_create_key, grpc_headers, headers
 
 POLL_INTERVAL_S = 0.25
+HEAL_GRACE_S = 2.0
 LOG_TAIL_LINES = 200
 _PR_SET_PDEATHSIG = 1
 
@@ -110,6 +112,9 @@ class TritonServer:
         self.exited = threading.Event()  # set once this run of tritonserver exited, reaped
         self._closed = threading.Event()  # close(): no further (re)start, a waiting start ends
         self._stopping = threading.Lock()  # close() and a failed start may stop at once
+        self._restarting = threading.Lock()
+        self._watch: StubWatch | None = None
+        self.heals: list[str] = []  # what the stub watch repaired, for the owner to show
         self._log_file: IO[str] | None = None
         self.log_path = config.log_file or self._default_log_path()
         self.startup_s: float | None = None
@@ -187,6 +192,38 @@ class TritonServer:
             self.stop()
             raise
         self.startup_s = time.monotonic() - started
+        if not cfg.model_control:  # see stub_watch: only there a vanished stub means a death
+            self._watch = StubWatch(self._process.pid, self._still_ready, self._stub_lost)
+            self._watch.start()
+
+    def _still_ready(self, model: str) -> bool:
+        try:
+            return any(m.name == model and m.state == "READY" for m in self.model_states())
+        except (OSError, ValueError):
+            return False
+
+    def _stub_lost(self, model: str) -> None:
+        """A stub died and Triton will not bring it back: restart Triton (the watch thread)."""
+        if self._closed.is_set():
+            return
+        started = time.monotonic()
+        message = f"the backend stub of '{model}' died; Triton was restarted"
+        self._append_log(f"maas: {message}")
+        try:
+            self.restart(grace_s=HEAL_GRACE_S)  # broken already: no 30 s wait for in-flight work
+        except Exception as error:  # reported to the owner; the server stays down
+            self.heals.append(f"{message}, but it did not come back: {error}")
+            return
+        self.heals.append(f"{message} in {time.monotonic() - started:.1f} s")
+
+    def _append_log(self, line: str) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self._log_file.write(line + "\n")
+            self._log_file.flush()
+
+    @property
+    def restarting(self) -> bool:
+        return self._restarting.locked()
 
     def _reap(self, process: subprocess.Popen[bytes], exited: threading.Event) -> None:
         """Wait for tritonserver however it ends (SIGKILL, OOM killer, crash): reaping it leaves
@@ -287,7 +324,9 @@ class TritonServer:
         with self._stopping:
             return self._stop_process()
 
-    def _stop_process(self) -> int | None:
+    def _stop_process(self, grace_s: float | None = None) -> int | None:
+        if self._watch is not None:
+            self._watch.stopped.set()  # not joined: the watch itself may be the caller
         process = self._process
         if process is None:
             return None
@@ -295,7 +334,7 @@ class TritonServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=self.config.exit_timeout_s + 5)
+                process.wait(timeout=self.config.exit_timeout_s + 5 if grace_s is None else grace_s)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # stubs or a hung server
         process.wait()
@@ -313,11 +352,19 @@ class TritonServer:
         self._closed.set()
         return self.stop()
 
-    def restart(self) -> None:
+    def restart(self, grace_s: float | None = None) -> None:
         """Stop whatever is left and start again on the same ports and key (maas play does this
-        when the server it started dies)."""
-        self.stop()
-        self.start()
+        when the server it started dies; the stub watch when a stub dies). A restart asked for
+        while one runs waits for that one instead of starting a second."""
+        if not self._restarting.acquire(blocking=False):
+            with self._restarting:
+                return
+        try:
+            with self._stopping:
+                self._stop_process(grace_s)
+            self.start()
+        finally:
+            self._restarting.release()
 
     def __enter__(self) -> TritonServer:
         self.start()
