@@ -16,8 +16,11 @@ def test_bench_smoke_measures_every_path_and_writes_json_and_plot(quick_reposito
     result = maas(
         "bench", "--repository", str(repository), "--concurrency", "1,2", "--seconds", "1",
         "--in-process-seconds", "0.1", "--reports", str(tmp_path), timeout=600,
+        env={"COLUMNS": "80"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    assert "npc_dialogue triton, no batch" in " ".join(result.stdout.split())
     report = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
     assert next(tmp_path.glob("bench-*.png")).stat().st_size > 10_000
     assert {r["batch"] for r in report["in_process"]["mnist"]["rows"]} == {1, 2, 4, 8, 16, 32, 64}

@@ -13,9 +13,10 @@ def test_loadtest_smoke_writes_reports_without_failures(quick_server, tmp_path):
     url = quick_server.config.http_url
     result = maas(
         "loadtest", "--url", url, "--users", "6", "--spawn-rate", "6", "--duration", "6s",
-        "--no-think-time", "--reports", str(tmp_path), timeout=180,
+        "--no-think-time", "--reports", str(tmp_path), timeout=180, env={"COLUMNS": "80"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
     assert "npc_dialogue" in result.stdout and "mnist" in result.stdout
     html = list(tmp_path.glob("loadtest-*.html"))
     stats = list(tmp_path.glob("loadtest-*_stats.csv"))

@@ -193,10 +193,12 @@ def test_tune_batching_measures_and_restores_the_config(triton, http_client):
         "--seconds",
         "0.5",
         timeout=120,
+        env={"COLUMNS": "80"},
     )
     assert result.returncode == 0, result.stderr
-    assert re.search(r"│ off\s+│\s+\d+", result.stdout)
-    assert '"max_queue_delay_microseconds": 300' in result.stdout
+    assert re.search(r"^\s*off\s+\d+", result.stdout, re.MULTILINE)
+    assert re.search(r"^\s*300us pref 4\s+\d+", result.stdout, re.MULTILINE)
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
     raw = Path(result.stdout.split("Raw figures: ")[1].split()[0])
     rows = __import__("json").loads(raw.read_text())["rows"]
     raw.unlink()
