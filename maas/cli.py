@@ -600,14 +600,8 @@ def bench(
                 console.print(f"  {server:28} {model:13} c={level:<3} {row['throughput']:>8} /s "
                               f"p99 {row['p99_ms']} ms")  # fmt: skip
 
-    http_port, grpc_port, metrics_port = free_ports(3)
-    config = ServerConfig(
-        repository=target,
-        http_port=http_port,
-        grpc_port=grpc_port,
-        metrics_port=metrics_port,
-        model_control=True,  # the runs without batching reload models
-    )
+    # model control: the runs without batching reload models
+    config = ServerConfig.on_free_ports(target, model_control=True)
     with console.status("Starting Triton"), TritonServer(config) as server:
         callers = b.triton_callers(config.http_url, data, tritonclient=tritonclient)
         measure("triton, dynamic batching", callers)

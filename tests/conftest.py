@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from maas.server import ServerConfig, TritonServer
-from maas.server.config import free_ports
 from tests.fixture_models import build_repository
 
 
@@ -23,16 +23,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def server_config(repository: Path, log_dir: Path) -> ServerConfig:
-    http, grpc, metrics = free_ports(3)
-    return ServerConfig(
-        repository=repository,
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
-        log_file=log_dir / f"triton-{http}.log",
+    config = ServerConfig.on_free_ports(
+        repository,
         startup_timeout_s=240,
         model_control=True,  # the tests load, upload and reload models through the API
     )
+    return dataclasses.replace(config, log_file=log_dir / f"triton-{config.http_port}.log")
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,18 @@ class ServerConfig:
     def http_url(self) -> str:
         return f"{self.host}:{self.http_port}"
 
+    @classmethod
+    def on_free_ports(cls, repository: Path, **settings: object) -> ServerConfig:
+        """A config on three ports that are free right now (tests, bench, validate)."""
+        http, grpc, metrics = free_ports(3)
+        return cls(
+            repository=repository,
+            http_port=http,
+            grpc_port=grpc,
+            metrics_port=metrics,
+            **settings,  # type: ignore[arg-type]
+        )
+
     def restricted_apis(self) -> tuple[str, ...]:
         return ADMIN_APIS + (INFERENCE_APIS if self.restrict_inference else ())
 

@@ -202,17 +202,9 @@ def _server(repository: Path, url: str | None, log: Log) -> Iterator[Target]:
             client.close()
         return
     from maas.server import ServerConfig, TritonServer
-    from maas.server.config import free_ports
 
-    http, grpc, metrics = free_ports(3)
-    config = ServerConfig(
-        repository=repository,
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
-        require_all_models=False,
-    )
-    log(f"Starting a temporary Triton on 127.0.0.1:{http} for {repository}")
+    config = ServerConfig.on_free_ports(repository, require_all_models=False)
+    log(f"Starting a temporary Triton on {config.http_url} for {repository}")
     with TritonServer(config) as server:
         client = httpclient.InferenceServerClient(config.http_url, network_timeout=120)
         try:
