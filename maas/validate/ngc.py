@@ -22,6 +22,7 @@ Sources (triton-inference-server/server at tag v2.51.0 = branch r24.10, commit e
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import re
@@ -41,8 +42,6 @@ from maas.errors import MaasError
 from maas.paths import PROJECT_ROOT, cache_root
 
 RUNTIME = "ngc-24.10"
-TRITON_VERSION = "2.51.0"
-IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 IMAGE_PYTHON = "3.10"
 NUMPY = "numpy==1.26.4"
 DOCKERFILE = PROJECT_ROOT / "docker" / "Dockerfile"
@@ -50,41 +49,12 @@ PROBE = Path(__file__).with_name("ngc_probe.py")
 PROBE_TIMEOUT_S = 600
 
 
-@dataclass(frozen=True)
-class Framework:
-    """One native backend's framework as the image ships it, and how we install its twin."""
-
-    backend: str  # the Triton backend name: pytorch, tensorflow, onnxruntime, python
-    image_version: str  # what NVIDIA ships in the image
-    requirements: tuple[str, ...]  # the PyPI stand-in
-    source: str
-
-
-FRAMEWORKS = {
-    "pytorch": Framework(
-        "pytorch",
-        "PyTorch 2.5.0a0+e000cf0ad9 (NGC PyTorch 24.10)",
-        ("torch==2.5.0", NUMPY),
-        "server v2.51.0 build.py:637-641; compatibility.md (v2.53.0):40",
-    ),
-    "tensorflow": Framework(
-        "tensorflow",
-        "TensorFlow 2.16.1 (NGC TensorFlow 24.10)",
-        ("tensorflow-cpu==2.16.1", "keras==3.12.4", NUMPY),
-        "server v2.51.0 build.py:786-799 (24.10-tf2 container); version inferred",
-    ),
-    "onnxruntime": Framework(
-        "onnxruntime",
-        "ONNX Runtime 1.19.2",
-        ("onnxruntime==1.19.2", NUMPY),
-        "server v2.51.0 build.py:76 TRITON_VERSION_MAP",
-    ),
-    "python": Framework(
-        "python",
-        "Python 3.10, numpy 1.x, + docker/Dockerfile's pip installs",
-        (NUMPY,),  # plus the Dockerfile's packages, read at run time
-        "python_backend r24.10 README/CMakeLists; server build.py:1404; Dockerfile",
-    ),
+# Each native backend's framework as PyPI stand-ins at the image's versions (sources above).
+FRAMEWORKS: dict[str, tuple[str, ...]] = {
+    "pytorch": ("torch==2.5.0", NUMPY),
+    "tensorflow": ("tensorflow-cpu==2.16.1", "keras==3.12.4", NUMPY),
+    "onnxruntime": ("onnxruntime==1.19.2", NUMPY),
+    "python": (NUMPY,),  # plus docker/Dockerfile's pip installs, read at run time
 }
 
 
@@ -106,7 +76,7 @@ def dockerfile_packages(path: Path = DOCKERFILE) -> tuple[str, ...]:
 
 
 def requirements(framework: str) -> tuple[str, ...]:
-    base = FRAMEWORKS[framework].requirements
+    base = FRAMEWORKS[framework]
     if framework != "python":
         return base
     extra = dockerfile_packages()
@@ -114,8 +84,10 @@ def requirements(framework: str) -> tuple[str, ...]:
     return (*extra, *(() if pinned_numpy else base))
 
 
+@functools.cache
 def image_python() -> str:
-    """The image's Python (3.10) if this machine has it, else this one (said in the table)."""
+    """The image's Python (3.10) if this machine has it, else this one (said in the table).
+    Found once per process: it is asked for every artifact validated."""
     override = os.environ.get("MAAS_NGC_PYTHON")
     if override:
         return override
