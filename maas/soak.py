@@ -89,12 +89,13 @@ def server_group(port: int) -> int | None:
 def group_rss_mb(pgid: int) -> float:
     import psutil
 
+    from maas.server.process_group import group_members
+
     total = 0
-    for process in psutil.process_iter(["pid"]):
+    for pid in group_members(pgid):
         try:
-            if os.getpgid(process.pid) == pgid:
-                total += process.memory_info().rss
-        except (ProcessLookupError, psutil.Error):
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
             continue
     return total / 2**20
 

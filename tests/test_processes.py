@@ -6,27 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 from maas.server import TritonServer
+from maas.server.process_group import group_members
 from tests.conftest import server_config
-
-
-def group_members(pgid: int) -> dict[int, str]:
-    """pid -> state letter of every live process in a process group, from /proc."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid:
-            found[int(entry.name)] = state
-    return found
 
 
 def test_sigkill_of_tritonserver_takes_its_stubs_along(backend_repository, tmp_path):

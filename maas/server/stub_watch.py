@@ -14,26 +14,25 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from maas.server.process_group import group_members
+
 STUB_NAME = "triton_python_backend_stub"
 CHECK_INTERVAL_S = 1.0
 
 
 def stubs_of(pgid: int) -> dict[int, str]:
-    """pid -> model name of every live backend stub in Triton's process group (from /proc)."""
+    """pid -> model name of every live backend stub in Triton's process group."""
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for pid, state in group_members(pgid).items():
+        if state == "Z":
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid or fields[0] == "Z":
-                continue
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
             continue
-        if argv and argv[0].endswith(STUB_NAME.encode()) and len(argv) > 1:
+        if argv[0].endswith(STUB_NAME.encode()) and len(argv) > 1:
             model_py = Path(argv[1].decode(errors="replace"))  # <repo>/<model>/<version>/model.py
-            found[int(entry.name)] = model_py.parent.parent.name
+            found[pid] = model_py.parent.parent.name
     return found
 
 

@@ -61,10 +61,9 @@ def clean_reason(reason: str) -> str:
     return reason.removeprefix("Internal: TritonModelException: ")
 
 
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
-_SPAWNER = ThreadPoolExecutor(
-    max_workers=1, thread_name_prefix="triton-spawner"
-)  # loaded here: the forked child only calls it
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: the forked child only calls it
+# Forks tritonserver; lives as long as this process (PR_SET_PDEATHSIG follows the forking thread).
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-spawner")
 
 
 def _die_with_parent() -> None:
