@@ -144,12 +144,7 @@ def validate_signature(
 ) -> None:
     """savedmodel::ValidateTRITONTFModel, in its order and with its messages."""
     for tensor in spec.inputs:
-        if tensor.name not in inputs:
-            raise BackendError(
-                f"unable to load model '{spec.name}', unexpected inference input "
-                f"'{tensor.name}', allowed inputs are: {', '.join(sorted(inputs))}",
-                client_error=False,
-            )
+        _require_known(spec, "input", tensor.name, inputs)
     if len(inputs) != len(spec.inputs):
         raise BackendError(
             f"unable to load model '{spec.name}', configuration expects {len(spec.inputs)} "
@@ -159,13 +154,17 @@ def validate_signature(
     for tensor in spec.inputs:
         _check_tensor(spec, "input", tensor, inputs[tensor.name], exact=False)
     for tensor in spec.outputs:
-        if tensor.name not in outputs:
-            raise BackendError(
-                f"unable to load model '{spec.name}', unexpected inference output "
-                f"'{tensor.name}', allowed outputs are: {', '.join(sorted(outputs))}",
-                client_error=False,
-            )
+        _require_known(spec, "output", tensor.name, outputs)
         _check_tensor(spec, "output", tensor, outputs[tensor.name], exact=True)
+
+
+def _require_known(spec: ModelSpec, side: str, name: str, allowed: Mapping[str, object]) -> None:
+    if name not in allowed:
+        raise BackendError(
+            f"unable to load model '{spec.name}', unexpected inference {side} '{name}', "
+            f"allowed {side}s are: {', '.join(sorted(allowed))}",
+            client_error=False,
+        )
 
 
 def _check_tensor(
