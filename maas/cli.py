@@ -783,6 +783,9 @@ def up(
     )
 
 
+from maas import cli_models  # noqa: E402, F401  (registers add-model and its siblings)
+
+
 def main() -> None:
     """Entry point: user mistakes print one line and exit non-zero, never a traceback."""
     from maas_client.errors import MaasClientError

@@ -49,6 +49,17 @@ def _output_indices(names: list[str]) -> list[int] | None:
     return positions if len(set(positions)) == len(positions) else None
 
 
+def argument_order(names: list[str], arguments: list[str]) -> list[str]:
+    """Config input names in the order forward() takes them: by name, else by `NAME__i`,
+    else in config order."""
+    if set(names) == set(arguments):
+        return arguments
+    positions = _indices(names)
+    if positions is not None:
+        return [name for _, name in sorted(zip(positions, names))]
+    return names
+
+
 def forward_argument_names(module: torch.jit.ScriptModule) -> list[str]:
     arguments = module.forward.schema.arguments  # type: ignore[attr-defined]
     return [a.name for a in arguments if a.name != "self"]
@@ -96,12 +107,7 @@ class TorchScriptRunner:
                 f"inputs, model provides {len(arguments)} (forward arguments: {arguments})",
                 client_error=False,
             )
-        if set(names) == set(arguments):
-            return arguments
-        positions = _indices(names)
-        if positions is not None:
-            return [name for _, name in sorted(zip(positions, names))]
-        return names
+        return argument_order(names, arguments)
 
     def run(self, inputs: Inputs) -> Outputs:
         tensors = [

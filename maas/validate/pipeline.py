@@ -66,14 +66,14 @@ def validate_repository(
     reports: list[ModelReport] = []
     for entry in entries:
         reports += _static_and_local(entry, models)
-    with _server(repository, url, log) as target:
+    with server_for(repository, url, log) as target:
         for report in reports:
             if report.inputs is not None:
-                _served(target, report, models[report.model])
+                check_served(target, report, models[report.model])
     if runtime == ngc.RUNTIME:
         for report in reports:
             if report.inputs is not None or report.backend == "python":
-                _ngc(report, models[report.model], log)
+                check_ngc(report, models[report.model], log)
     return reports
 
 
@@ -166,7 +166,7 @@ def _local(report: ModelReport, spec: ModelSpec, artifact: Path) -> None:
         report.add("local run", False, str(result))
         return
     (again,) = execute_batched(spec, [report.inputs], runner.run)
-    if isinstance(again, BackendError) or _differences(again, result, "the first run"):
+    if isinstance(again, BackendError) or differences(again, result, "the first run"):
         # Sampling, dropout left on, ...: only dtypes and shapes can be compared elsewhere.
         report.add("local run", True, f"{_shapes(result)}; outputs vary between runs")
         return
@@ -187,7 +187,7 @@ class Target:
 
 
 @contextmanager
-def _server(repository: Path, url: str | None, log: Log) -> Iterator[Target]:
+def server_for(repository: Path, url: str | None, log: Log) -> Iterator[Target]:
     """A tritonclient to the given server, or to a temporary one on free ports that keeps
     serving even when some models fail to load (their reasons are reported per model)."""
     import tritonclient.http as httpclient
@@ -213,7 +213,7 @@ def _server(repository: Path, url: str | None, log: Log) -> Iterator[Target]:
             client.close()
 
 
-def _served(target: Target, report: ModelReport, entry: ModelEntry) -> None:
+def check_served(target: Target, report: ModelReport, entry: ModelEntry) -> None:
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
@@ -255,11 +255,11 @@ def _served(target: Target, report: ModelReport, entry: ModelEntry) -> None:
         except BackendError as error:
             problems.append(str(error))
     if not problems and report.local_outputs is not None:
-        problems += _differences(served, report.local_outputs, "in-process")
+        problems += differences(served, report.local_outputs, "in-process")
     report.add("served", not problems, "; ".join(problems) or f"HTTP: {_shapes(served)}")
 
 
-def _differences(
+def differences(
     got: dict[str, np.ndarray], expected: dict[str, np.ndarray], label: str
 ) -> list[str]:
     problems = []
@@ -281,7 +281,7 @@ def _differences(
     return problems
 
 
-def _ngc(report: ModelReport, entry: ModelEntry, log: Log) -> None:
+def check_ngc(report: ModelReport, entry: ModelEntry, log: Log) -> None:
     framework = report.backend
     name = f"{ngc.RUNTIME} {framework}"
     if framework not in ngc.FRAMEWORKS:
@@ -308,7 +308,7 @@ def _ngc(report: ModelReport, entry: ModelEntry, log: Log) -> None:
         return
     problems = []
     if report.local_outputs is not None:
-        problems = _differences(result.outputs, report.local_outputs, "the local runtime")
+        problems = differences(result.outputs, report.local_outputs, "the local runtime")
     if framework == "python":
         done = "compiles and imports"
     elif report.local_outputs is None:

@@ -22,8 +22,13 @@ def sample_inputs(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
     return {tensor.name: sample_tensor(tensor, batch, rng) for tensor in spec.inputs}
 
 
-def sample_tensor(tensor: TensorSpec, batch: int | None, rng: np.random.Generator) -> np.ndarray:
-    dims = tuple(VARIABLE_DIM if d < 0 else d for d in tensor.dims)
+def sample_tensor(
+    tensor: TensorSpec,
+    batch: int | None,
+    rng: np.random.Generator,
+    variable_dim: int = VARIABLE_DIM,
+) -> np.ndarray:
+    dims = tuple(variable_dim if d < 0 else d for d in tensor.dims)
     shape = (batch, *dims) if batch is not None else dims
     kind = tensor.dtype.kind
     if tensor.triton_type == "TYPE_STRING":
