@@ -7,14 +7,22 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from maas.cli_common import (
+    KeyFileOption,
+    RepositoryOption,
+    UrlOption,
+    console,
+    err_console,
+    fail,
+)
+from maas.cli_models import register as register_model_commands
 from maas.errors import MaasError
 from maas.paths import default_repository
 from maas.server.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
@@ -25,29 +33,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", help="Triton's HTTP endpoint, HOST:PORT with or without http://"),
-]
-KeyFileOption = Annotated[
-    Path | None,
-    typer.Option(
-        help="Admin key file (default: $MAAS_ADMIN_KEY, else $MAAS_ADMIN_KEY_FILE, else "
-        "~/.cache/maas/admin.key, created on first serve)"
-    ),
-]
-RepositoryOption = Annotated[
-    Path | None,
-    typer.Option(help="Model repository (default: ./model_repository, else the checkout's)"),
-]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -783,7 +768,7 @@ def up(
     )
 
 
-from maas import cli_models  # noqa: E402, F401  (registers add-model and its siblings)
+register_model_commands(app)  # add-model and its siblings, in maas/cli_models.py
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """The commands that change which models exist and serve: add-model, rollback-model,
-load-model, unload-model. Registered on `maas.cli.app`; the work is in maas.add_model."""
+load-model, unload-model. `register` adds them to the CLI; the work is in maas.add_model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from maas.cli import KeyFileOption, RepositoryOption, app, console, err_console, fail
+from maas.cli_common import KeyFileOption, RepositoryOption, console, err_console, fail
 from maas.paths import default_repository
 
 LiveUrlOption = Annotated[
@@ -23,7 +23,6 @@ def _log(text: str) -> None:
     err_console.print(escape(text), highlight=False)
 
 
-@app.command("add-model")
 def add_model(
     artifact: Annotated[
         Path, typer.Argument(help="TorchScript .pt, SavedModel folder or .onnx file")
@@ -144,7 +143,6 @@ def add_model(
     )
 
 
-@app.command("rollback-model")
 def rollback_model(
     name: Annotated[str, typer.Argument(help="Model to roll back")],
     repository: RepositoryOption = None,
@@ -166,7 +164,6 @@ def rollback_model(
     )
 
 
-@app.command("load-model")
 def load_model(
     name: Annotated[str, typer.Argument(help="Model in the server's repository")],
     url: LiveUrlOption = "127.0.0.1:8000",
@@ -179,7 +176,6 @@ def load_model(
     console.print(f"{escape(name)}: ready, version(s) {', '.join(versions) or 'none'}")
 
 
-@app.command("unload-model")
 def unload_model(
     name: Annotated[str, typer.Argument(help="Model to stop serving (its files stay)")],
     url: LiveUrlOption = "127.0.0.1:8000",
@@ -190,3 +186,10 @@ def unload_model(
 
     run_unload(name, url, key_file)
     console.print(f"{escape(name)}: unloaded from {escape(url)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("add-model")(add_model)
+    app.command("rollback-model")(rollback_model)
+    app.command("load-model")(load_model)
+    app.command("unload-model")(unload_model)

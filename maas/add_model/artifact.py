@@ -224,13 +224,15 @@ class Reference:
     def _onnx(self):
         import onnxruntime as ort
 
+        from maas.backends.onnx import ort_feed
+
         options = ort.SessionOptions()
         options.log_severity_level = 3
         session = ort.InferenceSession(str(self.artifact.path), options)
         names = [o.name for o in session.get_outputs()]
 
         def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return dict(zip(names, session.run(names, inputs)))
+            return dict(zip(names, session.run(names, ort_feed(inputs))))
 
         return run
 

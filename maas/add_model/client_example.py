@@ -15,7 +15,8 @@ INLINE_LIMIT = 24  # values per curl request shown inline; more go to a request 
 def _numpy_literal(dtype: np.dtype, triton_type: str, shape: tuple[int, ...]) -> str:
     if triton_type == "TYPE_STRING":
         return f'np.full({shape}, b"hello", dtype=object)'
-    return f"np.zeros({shape}, dtype=np.{dtype.name})"
+    name = "bool_" if dtype.kind == "b" else dtype.name  # np.bool is numpy 2 only
+    return f"np.zeros({shape}, dtype=np.{name})"
 
 
 def example_shapes(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:

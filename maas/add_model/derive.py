@@ -86,7 +86,7 @@ def _input_names(
     recorded = [t.name for t in artifact.inputs]
     if artifact.framework == "pytorch":
         # Config names are forward()'s argument names, or INPUT__<i> by position.
-        if declared:
+        if len(declared) == len(recorded):
             names = list(declared)
         elif example is not None:
             names = list(example)
@@ -101,10 +101,15 @@ def _input_names(
             )
         from maas.backends.torchscript import _indices
 
-        if set(names) != set(recorded) and _indices(names) is None and declared:
+        if set(names) != set(recorded) and _indices(names) is None:
             raise AddModelError(
                 f"input names {names} are neither forward()'s argument names {recorded} nor "
                 "INPUT__0, INPUT__1 ... (the native backend's positional naming)"
+            )
+        unknown = [n for n in declared if n not in names]
+        if unknown:
+            raise AddModelError(
+                f"--input '{unknown[0]}': the model's inputs are {', '.join(names)}"
             )
         return names
     for name in declared:
@@ -263,6 +268,22 @@ def derive(
     notes.append(f"max_batch_size {batch}: {why}")
 
     outputs = _outputs(artifact, declared_outputs, existing, out_a, out_b, batch, run_a, run_b)
+    flat = [t.name for t in (*inputs, *outputs) if not t.dims]
+    if batch and flat and existing is None:
+        # Triton's batching needs an item dimension on every tensor (dims may not be empty).
+        if max_batch_size:
+            raise AddModelError(
+                f"{', '.join(flat)} {'has' if len(flat) == 1 else 'have'} no dimension besides "
+                "the batch, so Triton cannot batch this model: leave --max-batch-size out, or "
+                "give the model an item dimension ([batch, 1])"
+            )
+        batch = 0
+        inputs = [_whole(t) for t in inputs]
+        outputs = [_whole(t) for t in outputs]
+        notes.append(
+            f"max_batch_size 0 after all: {', '.join(flat)} {'has' if len(flat) == 1 else 'have'}"
+            " only a batch dimension, which Triton batching cannot express; dims include it (-1)"
+        )
     reference.output_names = [t.name for t in outputs]
     out_a = _renamed(out_a, reference.output_names)
     if existing is not None:
@@ -296,6 +317,11 @@ def derive(
     if expected is None:
         notes.append("outputs vary between runs on the same inputs: compared by dtype and shape")
     return Derived(config, notes, reference, run_a, expected, from_example=example is not None)
+
+
+def _whole(tensor: TensorSpec) -> TensorSpec:
+    """A batched tensor as an unbatched model sees it: the batch axis becomes a -1 dim."""
+    return TensorSpec(name=tensor.name, triton_type=tensor.triton_type, dims=(-1, *tensor.dims))
 
 
 def _input_dims(
@@ -428,16 +454,8 @@ def _outputs(
     return specs
 
 
-def _tensor_config(tensor: TensorSpec, batching: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "name": tensor.name,
-        "data_type": tensor.triton_type,
-        "dims": list(tensor.dims),
-    }
-    if batching and not tensor.dims:  # one scalar per item: Triton wants dims [1]
-        entry["dims"] = [1]
-        entry["reshape"] = {"shape": []}
-    return entry
+def _tensor_config(tensor: TensorSpec) -> dict[str, Any]:
+    return {"name": tensor.name, "data_type": tensor.triton_type, "dims": list(tensor.dims)}
 
 
 def _config(
@@ -453,8 +471,8 @@ def _config(
         "name": name,
         "platform": artifact.platform,
         "max_batch_size": batch,
-        "input": [_tensor_config(t, batch > 0) for t in inputs],
-        "output": [_tensor_config(t, batch > 0) for t in outputs],
+        "input": [_tensor_config(t) for t in inputs],
+        "output": [_tensor_config(t) for t in outputs],
         "version_policy": {"latest": {"num_versions": 1}},
         "instance_group": [{"count": instances}],
     }

@@ -301,8 +301,12 @@ def _add(
     model_dir = request.repository / request.name
     with _staging() as staged:
         staged_model = staged / request.name
-        (staged_model / str(version)).mkdir(parents=True)
-        (staged_model / "config.pbtxt").write_text(text, encoding="utf-8")
+        if existing is None:
+            staged_model.mkdir()
+            (staged_model / "config.pbtxt").write_text(text, encoding="utf-8")
+        else:  # the model as it is (config, label files), with only the new version in it
+            shutil.copytree(model_dir, staged_model, ignore=_versions_and_retired)
+        (staged_model / str(version)).mkdir()
         _copy_artifact(request.artifact, staged_model / str(version) / artifact.filename)
         log("Proving it: native load rules, a temporary Triton, the NGC image's frameworks")
         checks = _prove(request, derived, staged, version, log)
@@ -340,6 +344,12 @@ def _add(
             raise
         result.live = True
     return result
+
+
+def _versions_and_retired(folder: str, names: list[str]) -> list[str]:
+    if Path(folder).name == RETIRED:
+        return names
+    return [n for n in names if n == RETIRED or (n.isdigit() and (Path(folder) / n).is_dir())]
 
 
 def _install(staged_model: Path, model_dir: Path, version: int, new_model: bool) -> None:

@@ -37,6 +37,25 @@ ONNX_TO_NUMPY = {
 }
 
 
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BackendError(
+                "a BYTES input holds bytes that are not UTF-8; ONNX string tensors take text"
+            ) from None
+    return str(value)
+
+
+def ort_feed(inputs: Inputs) -> Inputs:
+    """String tensors as str: ONNX Runtime's Python API would turn bytes b'x' into "b'x'"."""
+    return {
+        name: np.vectorize(_text, otypes=[object])(value) if value.dtype.kind in "OS" else value
+        for name, value in inputs.items()
+    }
+
+
 class OnnxRunner:
     def __init__(self, path: Path, spec: ModelSpec, *, gpu_id: int | None = None) -> None:
         import onnxruntime as ort
@@ -88,5 +107,5 @@ class OnnxRunner:
                 )
 
     def run(self, inputs: Inputs) -> Outputs:
-        values = self.session.run(self.output_names, inputs)
+        values = self.session.run(self.output_names, ort_feed(inputs))
         return dict(zip(self.output_names, values))

@@ -272,13 +272,19 @@ def differences(
             problems.append(f"'{name}' has shape {list(have.shape)}, {label} {list(want.shape)}")
             continue
         if want.dtype.kind in "OSU":
-            if not np.array_equal(have, want):
+            if not np.array_equal(_as_bytes(have), _as_bytes(want)):
                 problems.append(f"'{name}' differs from {label}")
             continue
         if not np.allclose(have, want, atol=ATOL, rtol=RTOL, equal_nan=True):
             gap = float(np.nanmax(np.abs(have.astype(np.float64) - want.astype(np.float64))))
             problems.append(f"'{name}' differs from {label} by up to {gap:.3g}")
     return problems
+
+
+def _as_bytes(array: np.ndarray) -> np.ndarray:
+    """Strings as Triton sends them (UTF-8 bytes): frameworks hand back str or bytes."""
+    encode = np.vectorize(lambda v: v.encode("utf-8") if isinstance(v, str) else bytes(v))
+    return encode(array.astype(object)).astype(object) if array.size else array
 
 
 def check_ngc(report: ModelReport, entry: ModelEntry, log: Log) -> None:
