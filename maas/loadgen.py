@@ -77,7 +77,7 @@ def run_closed_loop(
     start_barrier = threading.Barrier(concurrency + 1)
     answered = threading.Semaphore(0)
     never = float("inf")
-    state = {"measure_from": never, "stop_at": never}
+    state = {"measure_from": never, "stop_at": never, "give_up_at": never}
 
     def worker(index: int) -> None:
         call = calls[index]
@@ -85,7 +85,9 @@ def run_closed_loop(
         start_barrier.wait()
         while True:
             began = time.perf_counter()
-            if began >= state["stop_at"]:
+            # A window in which no call began would report nothing: on a busy machine one call
+            # can outlast a short window, so it stays open until some call is measured.
+            if began >= state["stop_at"] and (any(latencies) or began >= state["give_up_at"]):
                 return
             try:
                 call()
@@ -109,16 +111,19 @@ def run_closed_loop(
         if not answered.acquire(timeout=max(0.0, deadline - time.perf_counter())):
             break
     now = time.perf_counter()
+    state["give_up_at"] = now + duration_s + WARMUP_LIMIT_S
     state["stop_at"] = now + duration_s
     state["measure_from"] = now
     cpu_before = _cpu_seconds()
     for thread in threads:
         thread.join()
     cpu_used = _cpu_seconds() - cpu_before
+    # Calls that began inside the window are counted whole: the window is as long as they took.
+    elapsed = time.perf_counter() - now
     flat = np.array([x for per in latencies for x in per])
     return LoadResult(
         concurrency=concurrency,
-        duration_s=duration_s,
+        duration_s=max(duration_s, elapsed),
         requests=len(flat),
         errors=sum(errors),
         latencies_s=flat,

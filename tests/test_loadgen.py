@@ -39,3 +39,19 @@ def test_a_failing_server_is_measured_as_errors_not_waited_for(monkeypatch):
     result = run_closed_loop(make, concurrency=2, duration_s=0.3, warmup_s=0.1)
     assert time.perf_counter() - began < 5
     assert result.requests == 0 and result.errors > 10
+
+
+def test_a_call_longer_than_the_window_is_still_measured():
+    """A busy machine: every call outlasts the window. The window waits for one and reports
+    its real length instead of zero throughput."""
+
+    def make():
+        def call() -> None:
+            time.sleep(0.3)
+
+        return call
+
+    result = run_closed_loop(make, concurrency=1, duration_s=0.05, warmup_s=0.0)
+    assert result.requests >= 1 and result.errors == 0
+    assert 0 < result.throughput <= 1 / 0.3 + 0.5
+    assert result.duration_s >= 0.3
