@@ -98,7 +98,7 @@ def add_model(
     for note in result.notes:
         console.print(f"[dim]- {escape(note)}[/]", highlight=False)
     table = Table(show_header=False, width=min(console.width, 100), title_justify="left")
-    table.add_column("check", no_wrap=True, width=20)
+    table.add_column("check", no_wrap=True, width=22)
     table.add_column("", no_wrap=True, width=2)
     table.add_column("detail", overflow="fold", ratio=1)
     for check, detail in result.checks:
