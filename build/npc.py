@@ -21,9 +21,10 @@ from typing import Any
 
 from maas.buildkit import BuildError, ModelCard, console, staged_version, timed
 from maas.paths import latest_version_dir
+from maas.recipes import RECIPE_MODELS
 
 NAME = "npc"
-MODELS = ("npc_tokenizer", "npc_bert", "npc_dialogue")  # what this recipe puts in the repository
+MODELS = RECIPE_MODELS["npc"]  # what this recipe puts in the repository
 DATA_DIR = Path(__file__).resolve().parent / "data" / "npc"
 POOLED_INTENTS = ("greet", "goodbye", "thanks", "insult", "name")  # NPC-independent player lines
 TARGET_TOP1 = 0.90  # the target on held-out player lines

@@ -12,6 +12,12 @@ from maas.errors import MaasError
 from maas.paths import PROJECT_ROOT, latest_version_dir
 
 RECIPES_DIR = PROJECT_ROOT / "build"
+# Which repository models each recipe fills, as data: answering "how do I build npc_bert?"
+# must not execute every recipe. A recipe not listed fills the model of its own name.
+RECIPE_MODELS: dict[str, tuple[str, ...]] = {
+    "mnist": ("mnist",),
+    "npc": ("npc_tokenizer", "npc_bert", "npc_dialogue"),
+}
 
 
 def available() -> list[str]:
@@ -31,8 +37,12 @@ def load(name: str) -> ModuleType:
 
 
 def models_of(name: str) -> tuple[str, ...]:
-    """The repository models a recipe builds: its MODELS, or the model named like it."""
-    return tuple(getattr(load(name), "MODELS", (name,)))
+    return RECIPE_MODELS.get(name, (name,))
+
+
+def recipe_for(model: str) -> str:
+    """The recipe that fills `model` (npc_dialogue is built by `npc`), else the model's name."""
+    return next((r for r, models in RECIPE_MODELS.items() if model in models), model)
 
 
 def missing(repository: Path) -> list[str]:

@@ -66,3 +66,11 @@ def test_a_recipe_building_several_models_is_missing_until_all_have_a_version(tm
         assert "npc" in recipes.missing(tmp_path)
         (tmp_path / name / "1").mkdir()
     assert "npc" not in recipes.missing(tmp_path)
+
+
+def test_the_recipe_map_is_plain_data_that_agrees_with_each_recipe():
+    """The server's "build it with maas build npc" hint reads the map, never a recipe."""
+    assert recipes.recipe_for("npc_bert") == "npc" and recipes.recipe_for("mnist") == "mnist"
+    assert recipes.recipe_for("my_model") == "my_model"
+    for name in recipes.available():
+        assert tuple(getattr(recipes.load(name), "MODELS", (name,))) == recipes.models_of(name)

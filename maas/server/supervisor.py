@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from maas.errors import ModelLoadError, PortInUseError, ServerStartError
 from maas.paths import cache_root, latest_version_dir
+from maas.recipes import recipe_for
 from maas.server.backend_dir import assemble_backend_dir
 from maas.server.config import ServerConfig
 from maas.server.stub_watch import StubWatch
@@ -86,18 +87,8 @@ def check_port_free(host: str, port: int) -> None:
 def _unbuilt_hint(repository: Path, name: str) -> str:
     model_dir = repository / name
     if model_dir.is_dir() and latest_version_dir(model_dir) is None:
-        return f" (no version folder yet: build it with `maas build {_recipe_for(name)}`)"
+        return f" (no version folder yet: build it with `maas build {recipe_for(name)}`)"
     return ""
-
-
-def _recipe_for(model: str) -> str:
-    """The recipe that fills `model` (npc_dialogue is built by `npc`), else the model's name."""
-    from maas import recipes
-
-    try:
-        return next((r for r in recipes.available() if model in recipes.models_of(r)), model)
-    except Exception:  # a recipe that cannot load here must not hide the real error
-        return model
 
 
 class TritonServer:
