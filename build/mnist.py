@@ -210,11 +210,10 @@ def check_export(
 
 
 def typed_digits_score(predict) -> dict[str, float | int]:
-    """Accuracy on the hand-typed terminal digits kept in tests/typed_digits (name: <label>_*)."""
-    from maas_client.drawing import load_drawing_file, prepare
+    """Accuracy on the hand-typed terminal digits shipped with maas_client (name: <label>_*)."""
+    from maas_client.drawing import load_drawing_file, prepare, typed_digit_files
 
-    folder = Path(__file__).resolve().parent.parent / "tests" / "typed_digits"
-    files = sorted(folder.glob("*.txt"))
+    files = typed_digit_files()
     if not files:
         return {}
     images = np.stack([prepare(load_drawing_file(f)) for f in files])

@@ -16,12 +16,12 @@ import tritonclient.http as httpclient
 from locust import User, between, constant, events, task
 from locust.exception import StopUser
 
-from maas_client.drawing import load_drawing_file, prepare
+from maas_client.drawing import load_drawing_file, prepare, typed_digit_files
 from maas_client.urls import normalize_url
 from maas_game.world import load_world
 
 HERE = Path(__file__).resolve().parent
-TYPED_DIGITS = sorted((HERE.parent / "tests" / "typed_digits").glob("*.txt"))
+TYPED_DIGITS = typed_digit_files()
 PLAYER_LINES = [
     "hey there",
     "how much for a bed tonight?",

@@ -30,6 +30,7 @@ from maas.errors import MaasError
 from maas.loadgen import run_closed_loop
 from maas.paths import PROJECT_ROOT
 from maas.tuning import reload_with_batching
+from maas_client.drawing import typed_digit_files
 
 # What players say, in turn; client i starts at line i (mod 8), so that turns merged into one
 # batch differ as they would in play (identical rows would be encoded once).
@@ -49,7 +50,7 @@ def payloads() -> Payloads:
     from maas_client.drawing import load_drawing_file, prepare
     from maas_client.npc_file import load_npc
 
-    drawing = sorted((PROJECT_ROOT / "tests" / "typed_digits").glob("7_*.txt"))[0]
+    drawing = typed_digit_files(7)[0]
     npc = load_npc(PROJECT_ROOT / "examples" / "npcs" / "innkeeper.yaml")
     return Payloads(prepare(load_drawing_file(drawing)).astype(np.float32), npc.texts)
 

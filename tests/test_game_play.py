@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maas.paths import PROJECT_ROOT
 from maas.server import TritonServer
-from maas_client.drawing import load_drawing_file, prepare
+from maas_client.drawing import load_drawing_file, prepare, typed_digit_files
 from maas_game.app import GameApp, LockScreen
 from maas_game.canvas import RuneCanvas
 from maas_game.services import GameServices
@@ -55,7 +54,7 @@ async def stroke(pilot, points: list[tuple[int, int]]) -> None:
 
 
 def typed_digit(digit: int) -> np.ndarray:
-    path = sorted((PROJECT_ROOT / "tests" / "typed_digits").glob(f"{digit}_*.txt"))[0]
+    path = typed_digit_files(digit)[0]
     return prepare(load_drawing_file(path)) > 0.3
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maas.paths import PROJECT_ROOT
+from maas_client.drawing import typed_digit_files
 from tests.cli_calls import maas
 from tests.triton_calls import admin_headers
 
-TYPED_DIGITS = sorted((PROJECT_ROOT / "tests" / "typed_digits").glob("*.txt"))
+TYPED_DIGITS = typed_digit_files()
 
 
 @pytest.fixture(scope="module")

@@ -173,3 +173,13 @@ def render(image: np.ndarray, ink: str = "#", background: str = ".") -> str:
         else:
             lines.append("".join(ink if v >= 0.5 else background for v in row))
     return "\n".join(lines)
+
+
+TYPED_DIGITS_DIR = Path(__file__).resolve().parent / "typed_digits"
+
+
+def typed_digit_files(label: int | None = None) -> list[Path]:
+    """Digits typed by hand in a terminal ('#' ink), named <label>_<style>.txt: sample drawings
+    for load tests, benchmarks and the MNIST build's terminal-drawing check."""
+    pattern = f"{label}_*.txt" if label is not None else "*.txt"
+    return sorted(TYPED_DIGITS_DIR.glob(pattern))
