@@ -47,3 +47,30 @@ def test_soak_smoke_prints_windows_and_judges_the_targets(quick_server, tmp_path
     assert re.search(r"server RSS growth.*MB \([+-]\d", out), out  # measured: server is local
     lines = (tmp_path / next(p.name for p in tmp_path.glob("*_requests.csv"))).read_text()
     assert lines.count("\n") > 30 and ",mnist," in lines and ",npc_dialogue," in lines
+
+
+def test_the_locustfile_needs_neither_the_game_nor_textual():
+    """The loadtest extra installs the client and Locust only: the locustfile must import
+    without maas_game and Textual, and still find the adventure's characters and the digits."""
+    import subprocess
+    import sys
+
+    from maas.paths import PROJECT_ROOT
+
+    code = (
+        "import sys, importlib.util\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('maas_game', 'textual'):\n"
+        "            raise ImportError(f'{name} is not installed here')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"path = r'{PROJECT_ROOT / 'loadtest' / 'locustfile.py'}'\n"
+        "spec = importlib.util.spec_from_file_location('lf', path)\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "from maas_client.npc_file import load_npcs\n"
+        "print(len(load_npcs(module.NPC_FILE)), len(module.TYPED_DIGITS))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    npcs, digits = map(int, done.stdout.split())
+    assert npcs >= 3 and digits >= 10

@@ -1,6 +1,7 @@
 """NPC files: what a game writer gives each character to say, in YAML or JSON.
 
-One NPC per file (`name`, optional `voice` and `fallback`, `lines`), or several under `npcs:`.
+One NPC per file (`name`, optional `voice` and `fallback`, `lines`), or several under `npcs:`
+(a list, or a mapping by id as in the game's adventure files).
 A line is a string or a mapping with `text` (and optional `id`, and `player`: example player
 lines, used only by training and evaluation). Validated on load with errors naming the place,
 because a writer edits these by hand.
@@ -49,8 +50,10 @@ def load_npcs(path: Path) -> list[Npc]:
     data = _read(path)
     if isinstance(data, dict) and "npcs" in data:
         entries = data["npcs"]
+        if isinstance(entries, dict) and entries:  # an adventure file: characters by id
+            return [parse_npc(entry, f"{path}: npcs.{key}") for key, entry in entries.items()]
         if not isinstance(entries, list) or not entries:
-            raise NpcFileError(f"{path}: 'npcs' must be a non-empty list")
+            raise NpcFileError(f"{path}: 'npcs' must be a non-empty list (or mapping)")
         return [parse_npc(entry, f"{path}: npcs[{i}]") for i, entry in enumerate(entries)]
     return [parse_npc(data, str(path))]
 
