@@ -27,7 +27,7 @@ NAME = "npc"
 MODELS = RECIPE_MODELS["npc"]  # what this recipe puts in the repository
 DATA_DIR = Path(__file__).resolve().parent / "data" / "npc"
 POOLED_INTENTS = ("greet", "goodbye", "thanks", "insult", "name")  # NPC-independent player lines
-TARGET_TOP1 = 0.90  # the target on held-out player lines
+TARGET_TOP1 = 0.90  # the target on held-out player lines
 GATE_TOP1 = 0.85  # a default build below this is not published (the base model gets ~0.49)
 FULL = {
     "epochs": 4,

@@ -55,7 +55,7 @@ def payloads() -> Payloads:
     return Payloads(prepare(load_drawing_file(drawing)).astype(np.float32), npc.texts)
 
 
-# The issue's in-process limit is batch sizes 1 to 64: up to 5 turns of 12 pairs. Beyond that,
+# The in-process limit of the targets is batch sizes 1 to 64: up to 5 turns of 12 pairs. Beyond that,
 # measured too because npc_bert merges up to 32 turns, whose NPC lines it encodes once.
 ISSUE_MAX_BATCH = 64
 NPC_TURNS_IN_ISSUE_RANGE = (1, 2, 4, 5)
@@ -333,7 +333,7 @@ def load(
 
 
 def in_process_best(limit: dict[str, dict], model: str) -> float:
-    """The best in-process throughput at the issue's batch sizes (1 to 64 items)."""
+    """The best in-process throughput at the targets' batch sizes (1 to 64 items)."""
     return max(r["throughput"] for r in limit[model]["rows"] if r["batch"] <= ISSUE_MAX_BATCH)
 
 
@@ -356,7 +356,7 @@ def _row(report: dict, model: str, server: str, clients: int) -> dict | None:
 
 
 def targets(report: dict, pairs_per_turn: int) -> list[dict]:
-    """The issue's targets, judged from this run's figures alone (ratios, never absolutes)."""
+    """The serving targets, judged from this run's figures alone (ratios, never absolutes)."""
     found: list[dict] = []
 
     def judge(name: str, measured: float, goal: float, *, at_most: bool = False) -> None:
