@@ -188,9 +188,9 @@ def check_export(
 ) -> float:
     """Run the artifact the way the GPU server does (session loader, signature tensor names,
     checked against config.pbtxt) and return its largest gap to the Keras model's outputs."""
-    from maas.backends.common import BackendError, ModelSpec, framework_message
-    from maas.backends.savedmodel import SavedModelRunner
     from maas.model_config import read_config
+    from maas_backends.common import BackendError, ModelSpec, framework_message
+    from maas_backends.savedmodel import SavedModelRunner
 
     spec = ModelSpec.from_config(read_config(model_dir / "config.pbtxt"))
     try:

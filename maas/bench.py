@@ -55,7 +55,7 @@ def payloads() -> Payloads:
     return Payloads(prepare(load_drawing_file(drawing)).astype(np.float32), npc.texts)
 
 
-# The in-process limit of the targets is batch sizes 1 to 64: up to 5 turns of 12 pairs. Beyond that,
+# The targets' in-process limit is batch sizes 1 to 64: up to 5 turns of 12 pairs. Beyond that,
 # measured too because npc_bert merges up to 32 turns, whose NPC lines it encodes once.
 ISSUE_MAX_BATCH = 64
 NPC_TURNS_IN_ISSUE_RANGE = (1, 2, 4, 5)

@@ -125,7 +125,7 @@ def add_model(
             f"`maas load-model {escape(name)} --url HOST:PORT`.",
             highlight=False,
         )
-    from maas.backends.common import ModelSpec
+    from maas_backends.common import ModelSpec
     from maas_client.urls import normalize_url
 
     spec = ModelSpec.from_config(result.config)

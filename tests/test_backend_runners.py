@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maas.backends.common import BackendError, ModelSpec, TensorSpec, execute_batched
+from maas_backends.common import BackendError, ModelSpec, TensorSpec, execute_batched
 from tests.fixture_models import build_repository
 
 
@@ -89,14 +89,14 @@ def _config_spec(repo, name) -> ModelSpec:
 
 
 def test_torchscript_inputs_follow_forward_argument_names(repo):
-    from maas.backends.torchscript import TorchScriptRunner
+    from maas_backends.torchscript import TorchScriptRunner
 
     runner = TorchScriptRunner(repo / "torch_named/1/model.pt", _config_spec(repo, "torch_named"))
     assert runner.argument_order == ["tokens", "scale"]  # config lists scale first
 
 
 def test_torchscript_indexed_outputs_map_to_tuple_positions(repo):
-    from maas.backends.torchscript import TorchScriptRunner
+    from maas_backends.torchscript import TorchScriptRunner
 
     runner = TorchScriptRunner(
         repo / "torch_indexed/1/model.pt", _config_spec(repo, "torch_indexed")
@@ -109,7 +109,7 @@ def test_torchscript_indexed_outputs_map_to_tuple_positions(repo):
 
 
 def test_torchscript_output_subset_keeps_its_tuple_position(repo):
-    from maas.backends.torchscript import TorchScriptRunner
+    from maas_backends.torchscript import TorchScriptRunner
 
     only_second = spec(
         [("INPUT__0", "TYPE_FP32", (4,)), ("INPUT__1", "TYPE_INT32", (4,))],
@@ -131,7 +131,7 @@ def test_requests_with_unequal_batch_sizes_across_inputs_are_refused():
 
 
 def test_torchscript_with_wrong_input_count_fails_to_load(repo, tmp_path):
-    from maas.backends.torchscript import TorchScriptRunner
+    from maas_backends.torchscript import TorchScriptRunner
 
     bad = spec([("tokens", "TYPE_INT64", (-1,))], [("OUTPUT__0", "TYPE_FP32", (4,))])
     with pytest.raises(BackendError, match="expects 1 inputs, model provides 2"):
@@ -139,7 +139,7 @@ def test_torchscript_with_wrong_input_count_fails_to_load(repo, tmp_path):
 
 
 def test_savedmodel_checks_names_and_dtypes_at_load(repo):
-    from maas.backends.savedmodel import SavedModelRunner
+    from maas_backends.savedmodel import SavedModelRunner
 
     path = repo / "tf_two_inputs/1/model.savedmodel"
     wrong_name = spec(
@@ -159,7 +159,7 @@ def test_savedmodel_checks_names_and_dtypes_at_load(repo):
 
 
 def test_onnx_checks_shapes_at_load(repo):
-    from maas.backends.onnx import OnnxRunner
+    from maas_backends.onnx import OnnxRunner
 
     wrong_dims = spec([("x", "TYPE_FP32", (4,))], [("y", "TYPE_FP32", (2,))])
     with pytest.raises(BackendError, match="shape"):

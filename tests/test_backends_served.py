@@ -115,3 +115,34 @@ def test_missing_input_is_a_400(http_client):
         infer(http_client, "tf_two_inputs", {"features": np.zeros((1, 3), np.float32)})
     assert caught.value.status() == "400"
     assert "count" in str(caught.value)
+
+
+def test_the_backend_directory_carries_its_own_package(triton):
+    """The adapters import the copy of maas_backends in the backend directory, never this
+    project: a server whose Python has only the frameworks runs them."""
+    import subprocess
+    import sys
+
+    from maas.paths import PROJECT_ROOT
+    from maas.server.backend_dir import assemble_backend_dir
+    from maas.server.triton_paths import find_triton
+
+    backend_dir = assemble_backend_dir(find_triton())
+    assert (backend_dir / "maas_backends" / "adapter.py").is_file()
+    code = (
+        "import sys, runpy\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'maas':\n"
+        "            raise ImportError(f'{name}: the project is not installed on this server')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.path = [p for p in sys.path if p not in ('', '.', r'{PROJECT_ROOT}')]\n"
+        f"runpy.run_path(r'{backend_dir / 'onnxruntime' / 'model.py'}')\n"
+        "import maas_backends\n"
+        "print(maas_backends.__file__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith(str(backend_dir))

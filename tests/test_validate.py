@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from maas.backends.common import BackendError
 from maas.paths import PROJECT_ROOT, version_dirs
 from maas.validate.static import check_ensemble, check_labels, discover
+from maas_backends.common import BackendError
 from tests.broken_exports import export_module_wrapper
 from tests.cli_calls import maas
 from tests.fixture_models import build_repository, write_config
@@ -88,9 +88,9 @@ def test_served_versions_follow_the_version_policy(tmp_path):
 def test_savedmodel_outputs_must_match_dims_exactly_as_the_native_backend_asks(tmp_path):
     """The native backend compares output dims exactly (inputs allow the model's wildcards):
     a config that says [-1] for an output the SavedModel fixes at 2 does not load there."""
-    from maas.backends.common import ModelSpec
-    from maas.backends.savedmodel import SavedModelRunner
     from maas.model_config import read_config
+    from maas_backends.common import ModelSpec
+    from maas_backends.savedmodel import SavedModelRunner
 
     repository = build_repository(tmp_path / "repo", ("tf_two_inputs",))
     config_path = repository / "tf_two_inputs" / "config.pbtxt"

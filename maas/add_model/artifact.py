@@ -91,7 +91,7 @@ def describe(path: Path, signature: str = "") -> Artifact:
 def _describe_torchscript(path: Path) -> Artifact:
     import torch
 
-    from maas.backends.torchscript import forward_argument_names
+    from maas_backends.torchscript import forward_argument_names
 
     if not zipfile.is_zipfile(path):
         raise AddModelError(
@@ -149,7 +149,7 @@ def _describe_savedmodel(path: Path, signature: str) -> Artifact:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from maas.backends.savedmodel import signature_tensors
+    from maas_backends.savedmodel import signature_tensors
 
     message = saved_model_pb2.SavedModel()
     try:
@@ -207,7 +207,7 @@ class Reference:
     def _torch(self):
         import torch
 
-        from maas.backends.torchscript import argument_order, forward_argument_names
+        from maas_backends.torchscript import argument_order, forward_argument_names
 
         module = torch.jit.load(str(self.artifact.path), map_location="cpu").eval()
         order = argument_order(self.input_names, forward_argument_names(module))
@@ -224,7 +224,7 @@ class Reference:
     def _onnx(self):
         import onnxruntime as ort
 
-        from maas.backends.onnx import ort_feed
+        from maas_backends.onnx import ort_feed
 
         options = ort.SessionOptions()
         options.log_severity_level = 3

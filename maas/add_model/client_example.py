@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from maas.backends.common import ModelSpec, wire_name
+from maas_backends.common import ModelSpec, wire_name
 
 INLINE_LIMIT = 24  # values per curl request shown inline; more go to a request file
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.backends.common import TRITON_TO_NUMPY
 from maas.errors import MaasError
+from maas_backends.common import TRITON_TO_NUMPY
 
 _ALIASES = {
     "FLOAT": "FP32",

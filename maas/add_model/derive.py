@@ -13,14 +13,14 @@ import numpy as np
 
 from maas.add_model.artifact import Artifact, ArtifactTensor, Reference
 from maas.add_model.declarations import AddModelError, Declared, numpy_triton_type
-from maas.backends.common import (
+from maas.validate.samples import sample_tensor
+from maas_backends.common import (
     ModelSpec,
     TensorSpec,
     dims_compatible,
     framework_message,
     wire_name,
 )
-from maas.validate.samples import sample_tensor
 
 DEFAULT_MAX_BATCH_SIZE = 4  # Triton's default when it completes a config (default-max-batch-size)
 RUN_A = (3, 8)  # batch rows and what a -1 dimension becomes, first generated run
@@ -99,7 +99,7 @@ def _input_names(
                 f"forward() takes {len(recorded)} inputs ({', '.join(recorded)}); "
                 f"{len(names)} given ({', '.join(names)})"
             )
-        from maas.backends.torchscript import _indices
+        from maas_backends.torchscript import _indices
 
         if set(names) != set(recorded) and _indices(names) is None:
             raise AddModelError(

@@ -26,7 +26,6 @@ from maas.add_model.config_text import config_text
 from maas.add_model.declarations import AddModelError, load_example, parse_tensor_option
 from maas.add_model.derive import Derived, derive
 from maas.add_model.live import LiveServer
-from maas.backends.common import BackendError, execute_batched, framework_message
 from maas.model_config import ConfigError, read_config
 from maas.validate import ngc
 from maas.validate.pipeline import (
@@ -38,6 +37,7 @@ from maas.validate.pipeline import (
     server_for,
 )
 from maas.validate.static import ModelEntry
+from maas_backends.common import BackendError, execute_batched, framework_message
 
 Log = Callable[[str], None]
 RETIRED = "retired"  # a model's rolled-back versions: Triton ignores folders that are not numbers

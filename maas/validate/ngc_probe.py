@@ -39,14 +39,14 @@ def _versions(framework: str) -> dict[str, str]:
 
 def _runner(framework: str, artifact: Path, spec):
     if framework == "pytorch":
-        from maas.backends.torchscript import TorchScriptRunner
+        from maas_backends.torchscript import TorchScriptRunner
 
         return TorchScriptRunner(artifact, spec)
     if framework == "tensorflow":
-        from maas.backends.savedmodel import SavedModelRunner
+        from maas_backends.savedmodel import SavedModelRunner
 
         return SavedModelRunner(artifact, spec)
-    from maas.backends.onnx import OnnxRunner
+    from maas_backends.onnx import OnnxRunner
 
     return OnnxRunner(artifact, spec)
 
@@ -78,7 +78,7 @@ def probe(request: dict) -> dict:
             return result
         import numpy as np
 
-        from maas.backends.common import BackendError, ModelSpec, execute_batched
+        from maas_backends.common import BackendError, ModelSpec, execute_batched
 
         spec = ModelSpec.from_config(request["config"])
         runner = _runner(framework, artifact, spec)
@@ -90,7 +90,7 @@ def probe(request: dict) -> dict:
         np.savez(request["outputs"], **outputs)
         result["ok"] = True
     except Exception as error:  # reported to the caller, who prints it in its table
-        from maas.backends.common import BackendError, framework_message
+        from maas_backends.common import BackendError, framework_message
 
         result["error"] = (
             str(error) if isinstance(error, BackendError) else framework_message(error)

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.backends.common import (
+from maas.server.supervisor import clean_reason
+from maas.validate import ngc
+from maas.validate.samples import sample_inputs
+from maas.validate.static import ModelEntry, check_ensemble, check_labels, discover
+from maas_backends.common import (
     BackendError,
     ModelSpec,
     check_output,
     execute_batched,
     framework_message,
 )
-from maas.server.supervisor import clean_reason
-from maas.validate import ngc
-from maas.validate.samples import sample_inputs
-from maas.validate.static import ModelEntry, check_ensemble, check_labels, discover
 
 RUNTIMES = ("local", ngc.RUNTIME)
 ATOL = RTOL = 1e-4  # same inputs, same artifact: framework builds may differ in the last bits
@@ -138,14 +138,14 @@ def _python_source_problem(path: Path) -> str | None:
 def load_runner(backend: str, artifact: Path, spec: ModelSpec):
     """The runner our Python-based backend uses; loading performs the native config checks."""
     if backend == "pytorch":
-        from maas.backends.torchscript import TorchScriptRunner
+        from maas_backends.torchscript import TorchScriptRunner
 
         return TorchScriptRunner(artifact, spec)
     if backend == "tensorflow":
-        from maas.backends.savedmodel import SavedModelRunner
+        from maas_backends.savedmodel import SavedModelRunner
 
         return SavedModelRunner(artifact, spec)
-    from maas.backends.onnx import OnnxRunner
+    from maas_backends.onnx import OnnxRunner
 
     return OnnxRunner(artifact, spec)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maas.backends.common import ModelSpec, TensorSpec
+from maas_backends.common import ModelSpec, TensorSpec
 
 VARIABLE_DIM = 8  # what a -1 dimension becomes
 BATCH = 3  # rows per request when the model batches

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maas.backends.common import BackendError, ModelSpec
 from maas.model_config import ConfigError, read_config
 from maas.paths import version_dirs
+from maas_backends.common import BackendError, ModelSpec
 
 DEFAULT_FILENAMES = {
     "pytorch": "model.pt",

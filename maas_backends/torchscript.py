@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maas.backends.common import BackendError, Inputs, ModelSpec, Outputs, default_intra_op_threads
+from maas_backends.common import BackendError, Inputs, ModelSpec, Outputs, default_intra_op_threads
 
 _INDEXED = re.compile(r"^.+__(\d+)$")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from maas.backends.common import (
+from maas_backends.common import (
     BackendError,
     Inputs,
     ModelSpec,

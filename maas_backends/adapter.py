@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from maas.backends.common import BackendError, Inputs, ModelSpec, Outputs, execute_batched
+from maas_backends.common import BackendError, Inputs, ModelSpec, Outputs, execute_batched
 
 UNSUPPORTED = ("sequence_batching", "batch_input", "batch_output")
 

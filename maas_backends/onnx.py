@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.backends.common import (
+from maas_backends.common import (
     BackendError,
     Inputs,
     ModelSpec,
