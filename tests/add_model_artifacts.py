@@ -143,3 +143,22 @@ def savedmodel_strings(path: Path, with_signature: bool = True) -> Path:
     else:
         tf.saved_model.save(module, str(path), signatures={})
     return path
+
+
+def torch_unbatchable(folder: Path) -> tuple[Path, Path]:
+    """Two models Triton must not batch: a Gram matrix (x.T @ x: [3, 3] whatever the batch)
+    and a centring (x - x.mean(0): each row depends on the others)."""
+    import torch
+
+    class Gram(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.T @ x
+
+    class Centre(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x - x.mean(dim=0, keepdim=True)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(Gram().eval()).save(str(folder / "gram.pt"))
+    torch.jit.script(Centre().eval()).save(str(folder / "centre.pt"))
+    return folder / "gram.pt", folder / "centre.pt"

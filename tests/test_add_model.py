@@ -59,6 +59,8 @@ def made(tmp_path_factory) -> Path:
     artifacts.torch_positional(folder / "positional.pt")
     artifacts.savedmodel_strings(folder / "strings")
     artifacts.savedmodel_strings(folder / "unsigned", with_signature=False)
+    artifacts.torch_unbatchable(folder)
+    np.save(folder / "plain.npy", np.zeros((2, 3), np.float32))
     data = (folder / "mixed.onnx").read_bytes()
     (folder / "truncated.onnx").write_bytes(data[: len(data) // 2])
     shutil.copy(folder / "mixed.onnx", folder / "really_onnx.pt")
@@ -243,11 +245,16 @@ def _request(repository: Path, artifact: Path, name: str, **settings) -> AddRequ
         ("wider.onnx", "mixed_onnx", {}, "input 'x': FP32 [3] -> FP32 [4]"),
         ("mixed.onnx", "mixed_onnx", {"max_batch_size": 8}, "which all its versions share"),
         ("mixed.onnx", "bad/name", {}, "--name"),
+        ("gram.pt", "gram", {"inputs": ["x:FP32:3"]}, "does not follow the batch"),
+        ("centre.pt", "centre", {"inputs": ["x:FP32:3"]}, "the model mixes rows"),
+        ("positional.pt", "npy", {"example": "plain.npy"}, "one array (.npy)"),
     ],
 )
 def test_refused_with_the_repository_unchanged(added, made, artifact, name, settings, said):
     repository = added[0]
     before = snapshot(repository)
+    if "example" in settings:
+        settings = {**settings, "example": made / settings["example"]}
     with pytest.raises(AddModelError) as refused:
         add_model(_request(repository, made / artifact, name, **settings), log=lambda _: None)
     assert said in str(refused.value)
@@ -265,13 +272,26 @@ def test_refusal_is_one_line_and_exit_code_1(added, made):
 def test_ngc_runtime_proves_it_with_the_images_onnxruntime(made, tmp_path):
     request = AddRequest(
         artifact=made / "mixed.onnx", name="m", repository=tmp_path, runtime="ngc-24.10",
-        dry_run=True,
+        dry_run=True, max_batch_size=2,  # smaller than the generated batches: they shrink to it
     )  # fmt: skip
     result = add_model(request, log=lambda _: None)
     checks = dict(result.checks)
     assert "same outputs as local" in checks["ngc-24.10 onnxruntime"]
     assert "onnxruntime 1.19.2" in checks["ngc-24.10 onnxruntime"]
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    assert result.config["max_batch_size"] == 2
+
+
+def test_an_example_larger_than_the_batch_limit_is_cut_to_it(made, tmp_path):
+    example = tmp_path / "eight.npz"
+    rng = np.random.default_rng(3)
+    np.savez(example, INPUT__0=rng.random((8, 4)).astype(np.float32),
+             INPUT__1=rng.integers(0, 9, (8, 4)).astype(np.int32))  # fmt: skip
+    request = _request(tmp_path, made / "positional.pt", "p", example=example, dry_run=True)
+    result = add_model(request, log=lambda _: None)
+    assert result.config["max_batch_size"] == 4
+    assert all(len(v) == 4 for v in result.inputs.values())
+    assert any("first 4 rows" in note for note in result.notes)
 
 
 class Players:

@@ -215,6 +215,11 @@ class Reference:
         def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             with torch.inference_mode():
                 result = module(*(torch.from_numpy(np.array(inputs[n])) for n in order))
+            if isinstance(result, dict):
+                raise AddModelError(
+                    "forward() returns a dict; Triton's pytorch backend takes a tensor or a "
+                    "tuple of tensors (outputs OUTPUT__0, OUTPUT__1 ...): return a tuple"
+                )
             values = [result] if isinstance(result, torch.Tensor) else list(result)
             names = self.output_names or [f"OUTPUT__{i}" for i in range(len(values))]
             return {n: v.detach().cpu().numpy() for n, v in zip(names, values)}

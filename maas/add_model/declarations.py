@@ -86,9 +86,13 @@ def load_example(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise AddModelError(f"--example {path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise AddModelError(f"--example {path}: expected an .npz (np.savez), got one array")
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise AddModelError(
+                f"--example {path}: one array (.npy); expected an .npz with one array per input "
+                "name: np.savez(path, NAME=array, ...)"
+            )
+        with data:
             arrays = {name: data[name] for name in data.files}
     except ValueError as error:
         if "allow_pickle" in str(error):
@@ -99,6 +103,12 @@ def load_example(path: Path) -> dict[str, np.ndarray]:
         raise AddModelError(f"--example {path}: not an .npz file ({error})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise AddModelError(f"--example {path}: not an .npz file ({error})") from None
+    flat = [name for name, array in arrays.items() if array.ndim == 0]
+    if flat:
+        raise AddModelError(
+            f"--example {path}: '{flat[0]}' is a single value; each array needs its batch "
+            "dimension first (e.g. shape [1] or [1, ...])"
+        )
     if not arrays:
         raise AddModelError(f"--example {path}: holds no arrays")
     for name, array in arrays.items():

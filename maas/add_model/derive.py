@@ -239,7 +239,7 @@ def derive(
             second = None
         run_a, run_b = first, second
     else:
-        rows_a, rows_b = (RUN_A[0], RUN_B[0]) if batch else (None, None)
+        rows_a, rows_b = (min(RUN_A[0], batch), min(RUN_B[0], batch)) if batch else (None, None)
         run_a = make_inputs(rows_a, RUN_A[1], 0)
         run_b = make_inputs(rows_b, RUN_B[1], 1)
     out_a = _run(reference, run_a, "the example" if example is not None else "generated inputs")
@@ -310,12 +310,31 @@ def derive(
             )
     else:
         config = _config(name, artifact, batch, inputs, outputs, instances, dynamic_batching)
-    again = _renamed(_run(reference, run_a, "the same inputs again"), reference.output_names)
     from maas.validate.pipeline import differences as output_differences
 
-    expected = None if output_differences(again, out_a, "the first run") else out_a
-    if expected is None:
+    def rerun(inputs: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
+        return _renamed(_run(reference, inputs, what), reference.output_names)
+
+    again = rerun(run_a, "the same inputs again")
+    varies = bool(output_differences(again, out_a, "the first run"))
+    if varies:
         notes.append("outputs vary between runs on the same inputs: compared by dtype and shape")
+    rows = len(next(iter(run_a.values()))) if batch else 0
+    if batch and rows > 1 and not varies:
+        # Dynamic batching merges players' requests: a row must not depend on its neighbours.
+        alone = rerun({k: v[:1] for k, v in run_a.items()}, "the first row alone")
+        mixed = output_differences(alone, {k: v[:1] for k, v in out_a.items()}, "in a batch")
+        if mixed:
+            raise AddModelError(
+                f"the first row alone gives other outputs than inside a batch of {rows} "
+                f"({mixed[0]}): the model mixes rows, so Triton's batching would mix players' "
+                "requests. Pass --max-batch-size 0 (the whole tensor is one request)"
+            )
+    if batch and rows > batch:  # the check request must fit the model's batch limit
+        run_a = {k: v[:batch] for k, v in run_a.items()}
+        out_a = rerun(run_a, f"the example's first {batch} rows")
+        notes.append(f"checked with the example's first {batch} rows (max_batch_size {batch})")
+    expected = None if varies else out_a
     return Derived(config, notes, reference, run_a, expected, from_example=example is not None)
 
 
@@ -365,6 +384,8 @@ def _input_dims(
 def _run(reference: Reference, inputs: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
     try:
         outputs = reference(inputs)
+    except AddModelError:
+        raise
     except Exception as error:  # the framework's reason, in one line
         shapes = ", ".join(f"{k} {v.dtype} {list(v.shape)}" for k, v in inputs.items())
         raise AddModelError(
@@ -416,14 +437,24 @@ def _outputs(
                 )
         recorded = {t.name: t for t in artifact.outputs or []}
     rows_a = len(next(iter(run_a.values()))) if batch else None
+    rows_b = len(next(iter(run_b.values()))) if batch and run_b is not None else None
     specs = []
     for name, key in zip(names, produced):
         value_a = out_a[key]
         value_b = out_b[key] if out_b is not None else None
-        if batch and (value_a.ndim == 0 or len(value_a) != rows_a):
+        for value, rows in ((value_a, rows_a), (value_b, rows_b)):
+            if batch and value is not None and (value.ndim == 0 or len(value) != rows):
+                raise AddModelError(
+                    f"output '{name}' has shape {list(value.shape)} for {rows} rows in: it does "
+                    "not follow the batch. Pass --max-batch-size 0 (the whole tensor is one "
+                    "request)"
+                )
+        known = recorded.get(name)
+        if batch and known is not None and known.shape and known.shape[0] != -1:
             raise AddModelError(
-                f"output '{name}' has shape {list(value_a.shape)} for {rows_a} rows in: it does "
-                "not follow the batch. Pass --max-batch-size 0 (one item per request, full dims)"
+                f"output '{name}' has a fixed first dimension {list(known.shape)} in the "
+                "artifact: with batching the native backend wants it variable. Re-export it "
+                "with a variable batch axis, or pass --max-batch-size 0"
             )
         measured_type = numpy_triton_type(value_a.dtype)
         if measured_type is None:
@@ -440,7 +471,6 @@ def _outputs(
             shape_b = value_b.shape[1:] if batch else value_b.shape
             if len(shape_b) == len(shape_a):
                 measured = tuple(a if a == b else -1 for a, b in zip(shape_a, shape_b))
-        known = recorded.get(name)
         recorded_dims = None
         if known is not None and known.shape is not None:
             recorded_dims = known.shape[1:] if batch else known.shape

@@ -418,6 +418,10 @@ def rollback_model(
     latest, previous = served[-1], served[-2]
     live = LiveServer(url, key_file) if url else None
     try:
+        if live is not None and not live.knows(name):
+            raise AddModelError(
+                f"the server at {live.url} has no model '{name}': does it read {repository}?"
+            )
         (model_dir / RETIRED).mkdir(exist_ok=True)
         os.rename(model_dir / str(latest), model_dir / RETIRED / str(latest))
         if live is not None:
