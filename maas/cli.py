@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -438,93 +437,63 @@ def loadtest(
 ) -> None:
     """Locust, headless: players talking (npc_dialogue) and drawing (mnist), with HTML and
     CSV reports."""
-    import contextlib
-    import csv
-    import subprocess
-
-    from maas import soak as soak_lib
+    from maas.bench.locust_run import run_locust
+    from maas.bench.soak import parse_duration_s
     from maas.paths import PROJECT_ROOT
     from maas_client.status import models_ready
     from maas_client.urls import normalize_url
 
     address = normalize_url(url)
+    try:
+        parse_duration_s(duration)
+    except ValueError as error:
+        fail(str(error), 2)
     ready = models_ready(url, ("npc_dialogue", "mnist"))  # one clear line when nothing answers
     missing = [name for name, ok in ready.items() if not ok]
     if missing:
         fail(f"{address} does not serve {', '.join(missing)} (see `maas status`)")
-    folder = reports or PROJECT_ROOT / "reports"
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = folder / f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}"
-    command = [
-        sys.executable, "-m", "locust", "-f", str(PROJECT_ROOT / "loadtest" / "locustfile.py"),
-        "--headless", "--host", f"http://{address}", "--users", str(users),
-        "--spawn-rate", str(spawn_rate), "--run-time", duration, "--html", f"{prefix}.html",
-        "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
-    ]  # fmt: skip
-    env = {**os.environ, "MAAS_THINK_TIME": "1" if think_time else "0"}
-    try:
-        duration_s = soak_lib.parse_duration_s(duration)
-    except ValueError as error:
-        fail(str(error), 2)
-    request_log = Path(f"{prefix}_requests.csv")
-    if soak:
-        env["MAAS_REQUEST_LOG"] = str(request_log)
-    pgid = soak_lib.server_group(int(address.rsplit(":", 1)[1])) if soak else None
-    sampler = soak_lib.MemorySampler(pgid) if pgid is not None else contextlib.nullcontext()
     console.print(
         f"Locust: {users} players ({spawn_rate}/s) for {duration} against {address}"
         f"{'' if think_time else ', no think time'}"
     )
-    log = Path(f"{prefix}.log")
-    started, started_wall = time.monotonic(), time.time()
-    with log.open("w") as out, sampler, console.status("Locust is running") as running:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            while process.poll() is None:
-                elapsed = time.monotonic() - started
-                running.update(f"Locust is running: {elapsed:.0f} s of {duration}")
-                time.sleep(0.5)
-        except KeyboardInterrupt:  # stop early, still report what was measured
-            running.update("Stopping Locust (it writes its reports first) ...")
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=60)
-    code = process.returncode
-    stats = Path(f"{prefix}_stats.csv")
-    if not stats.exists():
-        fail(f"Locust did not finish (exit code {code}); its output is in {log}")
+    with console.status("Locust is running") as running:
+        run = run_locust(
+            address,
+            users=users,
+            spawn_rate=spawn_rate,
+            duration=duration,
+            think_time=think_time,
+            folder=reports or PROJECT_ROOT / "reports",
+            soak=soak,
+            on_tick=lambda s: running.update(f"Locust is running: {s:.0f} s of {duration}"),
+        )
     table = Table("name", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms")
-    with stats.open() as handle:
-        for row in csv.DictReader(handle):
-            table.add_row(
-                row["Name"], row["Request Count"], row["Failure Count"],
-                f"{float(row['Requests/s']):.1f}", row["50%"], row["95%"], row["99%"],
-            )  # fmt: skip
+    for row in run.stats:
+        table.add_row(
+            row["Name"], row["Request Count"], row["Failure Count"],
+            f"{float(row['Requests/s']):.1f}", row["50%"], row["95%"], row["99%"],
+        )  # fmt: skip
     console.print(table)
-    console.print(f"Report: {prefix}.html (CSV: {prefix}_*.csv, log: {log})")
-    if soak:
-        print_soak(request_log, started, started_wall, duration_s, sampler)
-    if code != 0:
-        fail(f"Locust reported failures (exit code {code}); see {prefix}_failures.csv")
+    console.print(f"Report: {run.prefix}.html (CSV: {run.prefix}_*.csv, log: {run.log})")
+    if run.soak is not None:
+        print_soak(run.soak)
+    if run.returncode != 0:
+        fail(
+            f"Locust reported failures (exit code {run.returncode}); see {run.prefix}_failures.csv"
+        )
 
 
-def print_soak(request_log: Path, started: float, started_wall: float, duration_s: float,
-               sampler) -> None:  # fmt: skip
-    from maas import soak as soak_lib
-
-    if not request_log.exists():
-        fail(f"the players wrote no request log ({request_log})")
-    length = soak_lib.window_s(duration_s)
-    found = soak_lib.windows(request_log, started_wall, length)
+def print_soak(result) -> None:
+    length = result.window_s
     table = Table("window", "requests", "failures", "p99 ms", title=f"Soak, {length:.0f} s windows")
-    for window in found:
+    for window in result.windows:
         p99 = "-" if window.p99_ms is None else f"{window.p99_ms:.0f}"
         start = f"{window.start_s:.0f}-{window.start_s + length:.0f} s"
         table.add_row(start, str(window.requests), str(window.failures), p99)
     console.print(table)
-    memory = sampler.growth(started, length) if hasattr(sampler, "growth") else None
     marks = {True: "[green]met[/]", False: "[red]missed[/]", None: "[dim]n/a[/]"}
     verdicts = Table("soak target", "measured", "", title="Soak targets")
-    for verdict in soak_lib.judge(found, memory):
+    for verdict in result.verdicts:
         verdicts.add_row(verdict.target, verdict.value, marks[verdict.met])
     console.print(verdicts)
 
@@ -546,79 +515,26 @@ def bench(
 ) -> None:
     """In-process limit, Triton with and without dynamic batching, FastAPI and Ray Serve
     baselines, for mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/."""
-    import json
-    import platform
-
-    from maas import bench as b
+    from maas.bench.session import run_bench
     from maas.paths import PROJECT_ROOT
-    from maas.server import ServerConfig, TritonServer
-    from maas.server.config import free_ports
 
-    levels = _int_list(concurrency, "--concurrency")
-    target = repository or default_repository()
-    folder = reports or PROJECT_ROOT / "reports"
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    data = b.payloads()
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor() or "unknown CPU",
-    )  # fmt: skip
-    machine = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-    items = {"mnist": 1, "npc_dialogue": len(data.lines)}
-    with console.status("(a) in-process: the framework called directly"):
-        limit = b.in_process(target, data, in_process_seconds)
-    report: dict = {
-        "machine": machine,
-        "triton_client": "tritonclient.http" if tritonclient else "http.client",
-        "in_process": {m: {"rows": r} for m, r in limit.items()},
-    }
-    served: list[dict] = []
+    def print_row(row: dict) -> None:
+        console.print(f"  {row['server']:28} {row['model']:13} c={row['concurrency']:<3} "
+                      f"{row['throughput']:>8} /s p99 {row['p99_ms']} ms")  # fmt: skip
 
-    def measure(server: str, callers: dict) -> None:
-        for model, make in callers.items():
-            for level in levels:
-                with console.status(f"{server}: {model}, {level} clients"):
-                    row = b.load(make, level, seconds, items[model])
-                served.append({"model": model, "server": server, **row})
-                console.print(f"  {server:28} {model:13} c={level:<3} {row['throughput']:>8} /s "
-                              f"p99 {row['p99_ms']} ms")  # fmt: skip
-
-    # model control: the runs without batching reload models
-    config = ServerConfig.on_free_ports(target, model_control=True)
-    with console.status("Starting Triton"), TritonServer(config) as server:
-        callers = b.triton_callers(config.http_url, data, tritonclient=tritonclient)
-        measure("triton, dynamic batching", callers)
-        for model, make in callers.items():
-            original = b.set_dynamic_batching(config.http_url, model, None, server.admin_headers)
-            try:
-                measure("triton, no batching", {model: make})
-            finally:
-                b.set_dynamic_batching(config.http_url, model, original, server.admin_headers)
-
-    def measure_baseline(server: str, start, log: str, waiting: str) -> None:
-        """FastAPI and Ray Serve share one JSON API, so one set of callers serves both."""
-        (port,) = free_ports(1)
-        with console.status(waiting):
-            process = start(target, port, folder / f"bench-{stamp}-{log}.log")
-        try:
-            measure(server, b.fastapi_callers(port, data))
-        finally:
-            b.stop_service(process)
-
-    measure_baseline("fastapi + uvicorn", b.start_fastapi, "fastapi", "Starting FastAPI")
-    if b.ray_available():
-        measure_baseline(
-            "ray serve, @serve.batch", b.start_ray, "ray", "Starting Ray Serve (takes a while)"
-        )
-    else:
-        console.print("[yellow]Ray is not installed: Ray Serve skipped (pip install -e '.[bench]')")
-    report["served"] = b.with_ratios(served, report["in_process"])
-    report["targets"] = b.targets(report, len(data.lines))
-    path = folder / f"bench-{stamp}.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    picture = b.plot(report, folder / f"bench-{stamp}.png")
+    run = run_bench(
+        repository or default_repository(),
+        levels=_int_list(concurrency, "--concurrency"),
+        seconds=seconds,
+        in_process_seconds=in_process_seconds,
+        folder=reports or PROJECT_ROOT / "reports",
+        tritonclient=tritonclient,
+        status=console.status,
+        on_row=print_row,
+    )
+    report, path, picture, machine = run.report, run.json_path, run.plot_path, run.report["machine"]
+    for note in run.notes:
+        console.print(f"[yellow]{escape(note)}")
     for model, found in report["in_process"].items():
         console.print(f"(a) in-process {model}: " + ", ".join(
             f"batch {r['batch']}: {r['throughput']}/s" for r in found["rows"]))  # fmt: skip
@@ -689,8 +605,8 @@ def tune_batching_command(
     import json
     from datetime import datetime
 
+    from maas.bench.tuning import tune_batching
     from maas.paths import PROJECT_ROOT
-    from maas.tuning import tune_batching
     from maas_client.admin_key import find_key
 
     def ints(text: str) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from maas.bench import ray_available
+from maas.bench.compare import ray_available
 from tests.cli_calls import maas
 
 
@@ -48,7 +48,7 @@ def _served(model: str, server: str, clients: int, throughput: float, p99: float
 
 
 def test_targets_are_judged_against_this_runs_figures():
-    from maas.bench import targets
+    from maas.bench.compare import targets
 
     def rows(*pairs: tuple[int, float]) -> dict:
         return {"rows": [{"batch": batch, "throughput": rate} for batch, rate in pairs]}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from maas import loadgen
-from maas.loadgen import run_closed_loop
+from maas.bench import loadgen
+from maas.bench.loadgen import run_closed_loop
 
 
 def test_slow_first_answers_stay_out_of_the_window():

@@ -3,7 +3,7 @@
 For each model: (a) the framework called in-process at growing batch sizes, (b) Triton with
 dynamic batching, (c) Triton without it, (d) FastAPI + uvicorn around the same files (JSON, one
 request one forward pass), (e) Ray Serve with `@serve.batch` when Ray is installed (the `bench`
-extra). Closed-loop load from the same generator (maas/loadgen.py) at each concurrency; payloads
+extra). Closed-loop load from the same generator (loadgen.py) at each concurrency; payloads
 as in play: one drawing per mnist request, one player line against a 12-line repertoire per
 npc_dialogue request.
 """
@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from maas.bench_models import Models
+from maas.bench.loadgen import run_closed_loop
+from maas.bench.models import Models
+from maas.bench.tuning import reload_with_batching
 from maas.errors import MaasError
-from maas.loadgen import run_closed_loop
 from maas.paths import PROJECT_ROOT
-from maas.tuning import reload_with_batching
 from maas_client.drawing import typed_digit_files
 
 # What players say, in turn; client i starts at line i (mod 8), so that turns merged into one
@@ -263,7 +263,7 @@ def fastapi_callers(port: int, data: Payloads) -> dict[str, Callable[[list], Cal
 
 
 def start_fastapi(repository: Path, port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "uvicorn", "maas.bench_fastapi:app", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "maas.bench.fastapi_app:app", "--port", str(port)]
     return _start_service("the FastAPI baseline", command, repository, port, log)
 
 
@@ -274,7 +274,7 @@ def ray_available() -> bool:
 
 
 def start_ray(repository: Path, port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "maas.bench_ray", "--repository", str(repository),
+    command = [sys.executable, "-m", "maas.bench.ray_app", "--repository", str(repository),
                "--port", str(port)]  # fmt: skip
     return _start_service("the Ray Serve baseline", command, repository, port, log)
 

@@ -1,7 +1,7 @@
 """The service many teams write first, as `maas bench`'s baseline: FastAPI + uvicorn around the
 same model files Triton serves, JSON in and out, one request one forward pass.
 
-Run: MAAS_BENCH_REPOSITORY=model_repository uvicorn maas.bench_fastapi:app --port 8500
+Run: MAAS_BENCH_REPOSITORY=model_repository uvicorn maas.bench.fastapi_app:app --port 8500
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from maas.bench_models import Models
+from maas.bench.models import Models
 from maas.errors import MaasError
 
 REPOSITORY = Path(os.environ.get("MAAS_BENCH_REPOSITORY", "model_repository"))

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from maas.bench.loadgen import run_closed_loop
 from maas.errors import MaasError
-from maas.loadgen import run_closed_loop
 from maas_client.urls import normalize_url
 
 

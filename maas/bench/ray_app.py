@@ -1,7 +1,7 @@
 """Ray Serve with `@serve.batch` around the same model files, as `maas bench`'s (e): what a team
 picks when it wants batching without Triton. JSON over HTTP, like the FastAPI baseline.
 
-Run: python -m maas.bench_ray --repository model_repository --port 8600   (Ctrl-C stops Ray)
+Run: python -m maas.bench.ray_app --repository model_repository --port 8600   (Ctrl-C stops Ray)
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ def build_app(repository: Path) -> Any:
 
     mnist_batch, mnist_wait = batching_like_triton(repository, "mnist")
     pairs, npc_wait = batching_like_triton(repository, "npc_bert")
-    from maas.bench import payloads  # the repertoire every client sends
+    from maas.bench.compare import payloads  # the repertoire every client sends
 
     turns_per_batch = max(1, pairs // len(payloads().lines))
 
     @serve.deployment(num_replicas=1, max_ongoing_requests=256)
     class GameModels:
         def __init__(self, repository: str) -> None:
-            from maas.bench_models import Models
+            from maas.bench.models import Models
 
             self.models = Models(Path(repository))
 
