@@ -28,6 +28,7 @@ from maas.buildkit import (
     download,
     file_digest,
     read_json_url,
+    report_status,
     staged_version,
     timed,
 )
@@ -223,6 +224,23 @@ def typed_digits_score(predict) -> dict[str, float | int]:
     return {"typed_digits": len(files), "typed_digits_accuracy": accuracy}
 
 
+def status_callback(keras, epochs: int):
+    """Training progress for whoever runs this build in the background (report_status)."""
+
+    class Status(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs=None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch: int, logs=None) -> None:
+            steps = self.params.get("steps") or 1
+            done = (self.epoch * steps + batch + 1) / (epochs * steps)
+            report_status(f"train epoch {self.epoch + 1}/{epochs}", done)
+
+    return Status()
+
+
 def build(repository: Path, *, quick: bool = False) -> ModelCard:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -267,6 +285,7 @@ def build(repository: Path, *, quick: bool = False) -> ModelCard:
             epochs=settings["epochs"],
             verbose=1 if sys.stdout.isatty() else 2,  # a live bar, or a line per epoch in logs
             shuffle=True,
+            callbacks=[status_callback(keras, settings["epochs"])],
         )
     with timed(card, "evaluate"):
         probabilities = model.predict(test_x, batch_size=512, verbose=0)

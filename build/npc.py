@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maas.buildkit import BuildError, ModelCard, console, staged_version, timed
+from maas.buildkit import (
+    BuildError,
+    ModelCard,
+    console,
+    report_status,
+    staged_version,
+    timed,
+)
 from maas.paths import latest_version_dir
 from maas.recipes import RECIPE_MODELS
 
@@ -194,6 +201,10 @@ def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, An
                 schedule.step()
                 total += loss.item()
                 progress.update(task, advance=1, loss=total / step)
+                report_status(
+                    f"train epoch {number}/{len(epochs)}",
+                    ((number - 1) * len(batches) + step) / (len(epochs) * len(batches)),
+                )
             losses.append(round(total / max(1, len(batches)), 4))
             if not console.is_terminal:  # logs get a line per epoch instead of a live bar
                 console.print(f"epoch {number}/{len(epochs)}: mean loss {losses[-1]:.4f}")

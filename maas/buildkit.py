@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -144,8 +145,27 @@ class ModelCard:
         return path
 
 
+STATUS_ENV = "MAAS_BUILD_STATUS"  # a file a watcher (the game's build line) reads
+_last_status = {"at": 0.0}
+
+
+def report_status(step: str, fraction: float | None = None, *, every_s: float = 1.0) -> None:
+    """Where a build stands, for whoever started it in the background; at most once per
+    `every_s` within a step. Written aside and renamed, so a reader never sees half of it."""
+    path = os.environ.get(STATUS_ENV)
+    now = time.monotonic()
+    if not path or (fraction not in (None, 0.0) and now - _last_status["at"] < every_s):
+        return
+    _last_status["at"] = now
+    draft = Path(f"{path}.tmp")
+    with contextlib.suppress(OSError):
+        draft.write_text(json.dumps({"step": step, "fraction": fraction}))
+        os.replace(draft, path)
+
+
 @contextmanager
 def timed(card: ModelCard, step: str) -> Iterator[None]:
+    report_status(step)
     started = time.monotonic()
     try:
         yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -378,17 +379,19 @@ def play(
             if game.progress.won:
                 console.print("That adventure was won: starting a new one (--save to keep both)")
                 game = None
-    server = None
+    server = builds = None
     if url is None:
         try:
             models_ready(None, (), timeout_s=2)
         except ServerUnavailableError:
-            server = _start_local_server(repository)
+            server, builds = _start_local_server(repository)
     try:
         services = GameServices(url if server is None else server.config.http_url)
-        GameApp(world, services, save_path, game, keeper=server).run()
+        GameApp(world, services, save_path, game, keeper=server, builds=builds).run()
         services.close()
     finally:
+        if builds is not None:
+            builds.stop()
         if server is not None:
             console.print("Stopping the local Triton ...")
             _stop_undisturbed(server)
@@ -405,16 +408,25 @@ def build_missing(repository: Path) -> None:
 
 
 def _start_local_server(repository: Path | None):
-    """The game's own Triton on the default ports, after building any missing model."""
+    """The game's own Triton on the default ports. Models not built yet are built in the
+    background while the game runs; Triton (poll mode) loads each one when it appears."""
+    from maas import recipes
+    from maas.background_builds import BackgroundBuilds
     from maas.server import ServerConfig, TritonServer
 
     target = repository or default_repository()
-    build_missing(target)
-    server = TritonServer(ServerConfig(repository=target))
+    missing = recipes.missing(target)
+    config = ServerConfig(repository=target)
+    if missing:
+        config = dataclasses.replace(config, poll_s=2, require_all_models=False)
+    server = TritonServer(config)
     with console.status(f"Starting Triton for the game (log: {server.log_path})"):
         server.start()
     console.print(f"[green]Triton ready[/] in {server.startup_s:.1f} s")
-    return server
+    if not missing:
+        return server, None
+    console.print(f"Building {', '.join(missing)} in the background; the game opens now.")
+    return server, BackgroundBuilds(target, missing).start()
 
 
 @app.command()

@@ -18,10 +18,12 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, Input, Markdown, RichLog, Static
 
+from maas_client.digits import MODEL as DIGIT_MODEL
 from maas_client.errors import MaasClientError, ServerUnavailableError
+from maas_client.npc import MODEL as NPC_MODEL
 from maas_client.npc import Reply
 from maas_game.canvas import RuneCanvas
-from maas_game.services import GameServices, ServerKeeper
+from maas_game.services import Builds, GameServices, ServerKeeper
 from maas_game.state import SHORT_DIRECTIONS, Game, Outcome, SaveError
 from maas_game.world import Lock, World
 
@@ -114,6 +116,13 @@ class LockScreen(ModalScreen[bool]):
 
     @work(thread=True, exclusive=True, group="lock")
     def recognize(self, pixels) -> None:
+        builds = getattr(self.app, "builds", None)
+        why = builds.waiting_for(DIGIT_MODEL) if builds is not None else None
+        if why:
+            self.app.call_from_thread(
+                self._show, f"The rune plate is still asleep: {why}. Your drawing is kept.", None
+            )
+            return
         try:
             result = self.services.recognize(pixels)
         except ServerUnavailableError:
@@ -198,10 +207,12 @@ class GameApp(App[None]):
         save_path: Path,
         game: Game | None = None,
         keeper: ServerKeeper | None = None,
+        builds: Builds | None = None,
     ) -> None:
         super().__init__()
         self.world, self.services, self.save_path = world, services, save_path
         self.keeper = keeper  # the server `maas play` started itself, restarted if it dies
+        self.builds = builds  # models `maas play` is still building in the background
         self.restarts = 0
         self._restarting = False
         self.game = game or Game(world)
@@ -267,6 +278,9 @@ class GameApp(App[None]):
             latency = self.services.last_latency_ms
             last = f"  last call {latency:.0f} ms" if latency is not None else ""
             text = f"Server {self.services.url}  {models}{last}"
+        building = self.builds.describe() if self.builds is not None else None
+        if building:
+            text += f"\n[yellow]{escape(building)}[/yellow]"
         self.query_one("#status", Static).update(text)
 
     # --- the server --------------------------------------------------------------------------
@@ -412,6 +426,14 @@ class GameApp(App[None]):
     @work(thread=True, exclusive=True, group="talk")
     def talk_to_npc(self, npc_id: str, text: str) -> None:
         npc = self.world.npcs[npc_id]
+        why = self.builds.waiting_for(NPC_MODEL) if self.builds is not None else None
+        if why:
+            self.call_from_thread(
+                self.say,
+                f"[yellow]{escape(npc.name)} only nods for now: {escape(why)}. Explore "
+                "meanwhile; talking works once it is ready.[/yellow]",
+            )
+            return
         try:
             reply = self.services.reply(npc, text)
         except ServerUnavailableError:

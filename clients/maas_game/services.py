@@ -32,6 +32,14 @@ class ServerKeeper(Protocol):
     def close(self) -> int | None: ...  # for good: a restart under way gives up
 
 
+class Builds(Protocol):
+    """Models `maas play` is still building in the background (maas.background_builds)."""
+
+    def describe(self) -> str | None: ...  # one status line; None once all are built
+
+    def waiting_for(self, model: str) -> str | None: ...  # why `model` cannot answer yet
+
+
 class GameServices:
     """Both model clients live in one thread of their own: tritonclient's HTTP client runs on
     gevent and refuses to be used from any thread but the one that made it, while the game

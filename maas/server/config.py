@@ -37,6 +37,9 @@ class ServerConfig:
     # Off by default: Triton takes the key only on its command line, which local users can read
     # in /proc, so with model control on the key guards against the network, not local users.
     model_control: bool = False
+    # Seconds between Triton's scans of the repository (poll mode): a model whose version
+    # folder appears later is loaded then, without the admin API (the game's background builds).
+    poll_s: int | None = None
     metrics_host: str = "127.0.0.1"  # metrics have no key: this host only unless asked
 
     def __post_init__(self) -> None:
@@ -71,11 +74,12 @@ class ServerConfig:
         # models without a restart. exit-on-error off: we read each failed model's reason from
         # the repository index and stop the server ourselves, so the user gets a message
         # instead of a half-started server.
-        control = (
-            ["--model-control-mode=explicit", "--load-model=*"]
-            if self.model_control
-            else ["--model-control-mode=none"]
-        )
+        if self.model_control:
+            control = ["--model-control-mode=explicit", "--load-model=*"]
+        elif self.poll_s is not None:
+            control = ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_s}"]
+        else:
+            control = ["--model-control-mode=none"]
         return [
             f"--model-repository={self.repository.resolve()}",
             f"--backend-directory={backend_dir}",

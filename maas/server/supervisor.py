@@ -182,7 +182,8 @@ class TritonServer:
             self.stop()
             raise
         self.startup_s = time.monotonic() - started
-        if not cfg.model_control:  # see stub_watch: only there a vanished stub means a death
+        # see stub_watch: only without (re)loads does a vanished stub mean a death
+        if not cfg.model_control and cfg.poll_s is None:
             self._watch = StubWatch(self._process.pid, self._still_ready, self._stub_lost)
             self._watch.start()
 
