@@ -50,9 +50,12 @@ class StubWatch(threading.Thread):
         self.pgid, self.still_ready, self.on_lost = pgid, still_ready, on_lost
         self.interval_s = interval_s
         self.stopped = threading.Event()
+        # Taken now, not when the thread first runs: on a busy machine a stub could die between
+        # start() and the thread's first turn, and a stub never seen is never missed.
+        self.known = stubs_of(pgid)
 
     def run(self) -> None:
-        known = stubs_of(self.pgid)
+        known = self.known
         while not self.stopped.wait(self.interval_s):
             current = stubs_of(self.pgid)
             for pid in set(known) - set(current):
