@@ -363,6 +363,7 @@ def test_hot_load_new_version_and_rollback_under_load(server, added, made, quick
             again = add_model(_request(repository, made / "mixed_v2.onnx", "live_new", url=url),
                               log=lambda _: None)  # fmt: skip
             assert again.version == 2
+        print(f"hot load, new version and rollback under load: {players.counts}")
         assert players.counts["failed"] == 0, players.failures[:3]
         assert players.counts["ok"] >= 20, players.counts
     finally:
