@@ -133,12 +133,9 @@ class BackgroundBuilds:
         """Why `model` cannot answer yet, if a build still owes it."""
         for state in self.states.values():
             if model in models_of(state.recipe) and state.state in ("waiting", "building"):
-                return self.describe_one(state)
+                if state.state == "waiting":
+                    return f"{model} is queued for building (maas build {state.recipe})"
+                share = f", {state.fraction:.0%}" if state.fraction is not None else ""
+                step = state.step or "starting"
+                return f"{model} is being built (maas build {state.recipe}: {step}{share})"
         return None
-
-    @staticmethod
-    def describe_one(state: BuildState) -> str:
-        if state.state == "waiting":
-            return f"its model is queued for building ({state.recipe})"
-        share = f", {state.fraction:.0%}" if state.fraction is not None else ""
-        return f"its model is being built ({state.recipe}: {state.step or 'starting'}{share})"
