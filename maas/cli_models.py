@@ -70,7 +70,7 @@ def add_model(
 ) -> None:
     """Add a model (or a new version of one) from an artifact: config derived, proven in a
     real Triton, written to the repository and, with --url, loaded live."""
-    from maas.add_model.client_example import curl_example, python_example
+    from maas.add_model.client_example import curl_example, python_example, request_body
     from maas.add_model.install import EXAMPLE_REQUEST, AddRequest
     from maas.add_model.install import add_model as run_add_model
     from maas.validate.pipeline import RUNTIMES
@@ -133,8 +133,6 @@ def add_model(
     console.print('\n[bold]Call it from Python[/] (pip install "maas\\[client]"):')
     console.print(escape(python_example(spec, result.inputs, shown_url)), highlight=False)
     body = str(version_dir / EXAMPLE_REQUEST)
-    from maas.add_model.client_example import request_body
-
     console.print("\n[bold]or with curl:[/]")
     console.print(
         escape(curl_example(spec, request_body(spec, result.inputs), shown_url, body)),

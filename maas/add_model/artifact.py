@@ -16,12 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from maas.add_model.declarations import AddModelError, numpy_triton_type
+from maas.validate.static import DEFAULT_FILENAMES, PLATFORM_BACKENDS
 
-FORMATS = {
-    "pytorch": ("pytorch_libtorch", "model.pt"),
-    "tensorflow": ("tensorflow_savedmodel", "model.savedmodel"),
-    "onnxruntime": ("onnxruntime_onnx", "model.onnx"),
-}
 TORCH_SUFFIXES = (".pt", ".pth", ".torchscript", ".ts")
 
 
@@ -42,11 +38,11 @@ class Artifact:
 
     @property
     def platform(self) -> str:
-        return FORMATS[self.framework][0]
+        return next(p for p, b in PLATFORM_BACKENDS.items() if b == self.framework)
 
     @property
     def filename(self) -> str:
-        return FORMATS[self.framework][1]
+        return DEFAULT_FILENAMES[self.framework]
 
 
 def _looks_like(path: Path) -> str:

@@ -6,7 +6,7 @@ every source is noted, and what none of them tells is an error naming the option
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,8 +34,6 @@ class Derived:
     reference: Reference
     inputs: dict[str, np.ndarray]  # what validation sends
     expected: dict[str, np.ndarray] | None  # the reference's outputs; None: they vary by run
-    from_example: bool = False
-    contract_source: dict[str, str] = field(default_factory=dict)
 
     @property
     def spec(self) -> ModelSpec:
@@ -335,7 +333,7 @@ def derive(
         out_a = rerun(run_a, f"the example's first {batch} rows")
         notes.append(f"checked with the example's first {batch} rows (max_batch_size {batch})")
     expected = None if varies else out_a
-    return Derived(config, notes, reference, run_a, expected, from_example=example is not None)
+    return Derived(config, notes, reference, run_a, expected)
 
 
 def _whole(tensor: TensorSpec) -> TensorSpec:

@@ -27,6 +27,7 @@ from maas.add_model.declarations import AddModelError, load_example, parse_tenso
 from maas.add_model.derive import Derived, derive
 from maas.add_model.live import LiveServer
 from maas.model_config import ConfigError, read_config
+from maas.paths import version_dirs
 from maas.validate import ngc
 from maas.validate.pipeline import (
     ModelReport,
@@ -82,17 +83,11 @@ class AddResult:
 
 def version_numbers(model_dir: Path) -> list[int]:
     """Every version number the model has used, rolled-back ones included: never reused."""
-    found = []
-    for folder in (model_dir, model_dir / RETIRED):
-        if folder.is_dir():
-            found += [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
-    return sorted(found)
+    return sorted(served_numbers(model_dir) + served_numbers(model_dir / RETIRED))
 
 
 def served_numbers(model_dir: Path) -> list[int]:
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return [int(p.name) for p in version_dirs(model_dir)]
 
 
 def _existing_config(model_dir: Path) -> dict[str, Any] | None:
@@ -182,9 +177,10 @@ def _prove(
     checks: list[tuple[str, str]] = []
     spec = derived.spec
     config = derived.config
-    framework = describe_framework(config)
     model_dir = staged / request.name
-    artifact = model_dir / str(version) / _filename(config)
+    entry = _entry(request.name, model_dir, config)
+    framework = entry.backend
+    artifact = entry.artifact(model_dir / str(version))
     try:
         runner = load_runner(framework, artifact, spec)
     except BackendError as error:
@@ -203,7 +199,6 @@ def _prove(
 
     report = ModelReport(request.name, str(version), framework)
     report.inputs, report.local_outputs = derived.inputs, derived.expected
-    entry = _entry(request.name, model_dir, config)
     with server_for(staged, None, log) as target:
         check_served(target, report, entry)
     if request.runtime == ngc.RUNTIME:
@@ -213,18 +208,6 @@ def _prove(
             raise AddModelError(f"{check.name}: {check.detail}")
         checks.append((check.name, check.detail))
     return checks
-
-
-def describe_framework(config: dict[str, Any]) -> str:
-    from maas.validate.static import PLATFORM_BACKENDS
-
-    return PLATFORM_BACKENDS[config["platform"]]
-
-
-def _filename(config: dict[str, Any]) -> str:
-    from maas.validate.static import DEFAULT_FILENAMES
-
-    return DEFAULT_FILENAMES[describe_framework(config)]
 
 
 @contextlib.contextmanager
@@ -383,10 +366,11 @@ def _go_live(live: LiveServer, result: AddResult, derived: Derived, log: Log) ->
     live.load(result.name)
     if str(result.version) not in live.ready_versions(result.name):
         raise AddModelError(f"version {result.version} did not become ready on {live.url}")
-    report = ModelReport(result.name, str(result.version), describe_framework(result.config))
+    entry = _entry(result.name, result.model_dir, result.config)
+    report = ModelReport(result.name, str(result.version), entry.backend)
     report.inputs, report.local_outputs = derived.inputs, derived.expected
     with server_for(result.model_dir.parent, live.url, log) as target:
-        check_served(target, report, _entry(result.name, result.model_dir, result.config))
+        check_served(target, report, entry)
     for check in report.checks:
         if check.ok is False:
             raise AddModelError(f"live on {live.url}: {check.detail}")
