@@ -10,6 +10,7 @@ by several players) are encoded once.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 BUILD_DIR = Path(__file__).resolve().parent
 CONFIGS_DIR = BUILD_DIR.parent / "model_repository"  # the committed config.pbtxt files
 TOKENIZER_MODEL_PY = BUILD_DIR / "_npc_tokenizer_model.py"
-MODEL_NAMES = ("npc_tokenizer", "npc_bert", "npc_dialogue")
+TURN_MODEL_PY = BUILD_DIR / "_npc_turn_model.py"
+MODEL_NAMES = ("npc_tokenizer", "npc_bert", "npc_dialogue", "npc_encoder", "npc_turn")
 MAX_SEQUENCE_LENGTH = 128
 INPUT_NAMES = ("query_ids", "query_mask", "candidate_ids", "candidate_mask")
 
@@ -92,6 +94,36 @@ def make_pair_scorer(encoder: Any):
     return PairScorer(HiddenStates(encoder)).eval()
 
 
+def make_text_encoder(hidden_states: Any):
+    """ids, mask -> unit-length mean-pooled embedding: the half of the pair scorer that
+    npc_turn calls for texts it has not cached (the same weights, so the same scores)."""
+    import torch
+
+    class TextEncoder(torch.nn.Module):
+        def __init__(self, hidden_states: torch.nn.Module) -> None:
+            super().__init__()
+            self.hidden_states = hidden_states
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.hidden_states(input_ids, attention_mask)
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    return TextEncoder(hidden_states).eval()
+
+
+def encoder_to_torchscript(scorer: Any):
+    """The pair scorer's encoder alone, traced (no data-dependent control flow)."""
+    import torch
+
+    example = torch.ones((2, 16), dtype=torch.int64)
+    with torch.no_grad():
+        return torch.jit.trace(
+            make_text_encoder(scorer.hidden_states.eval()), (example, torch.ones_like(example))
+        )
+
+
 def to_torchscript(scorer: Any):
     """Trace the encoder (fixed control flow) and script the pairing around it (data-dependent
     shapes from torch.unique), so any batch and sequence length runs."""
@@ -119,6 +151,19 @@ def write_version_folders(
     scripted.save(str(bert_version / "model.pt"))
 
 
+def write_turn_folder(
+    turn_version: Path, encoder_version: int, tokenizer_dir: Path | None = None
+) -> None:
+    """Fill a version folder of npc_turn. It names the npc_encoder version it calls, so a
+    cached embedding never outlives the weights that computed it."""
+    tokenizer_dir = tokenizer_dir or base_encoder_path()
+    shutil.copy2(TURN_MODEL_PY, turn_version / "model.py")
+    shutil.copy2(tokenizer_dir / "tokenizer.json", turn_version / "tokenizer.json")
+    (turn_version / "encoder.json").write_text(
+        json.dumps({"model": "npc_encoder", "version": encoder_version}) + "\n"
+    )
+
+
 def write_repository(repository: Path, scorer: Any, tokenizer_dir: Path | None = None) -> Path:
     """The three models (the committed configs) with version 1 built from `scorer`."""
     for name in MODEL_NAMES:
@@ -130,4 +175,6 @@ def write_repository(repository: Path, scorer: Any, tokenizer_dir: Path | None =
         to_torchscript(scorer),
         tokenizer_dir,
     )
+    encoder_to_torchscript(scorer).save(str(repository / "npc_encoder" / "1" / "model.pt"))
+    write_turn_folder(repository / "npc_turn" / "1", 1, tokenizer_dir)
     return repository

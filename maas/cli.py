@@ -156,13 +156,23 @@ def key(
 
 
 @app.command()
-def status(url: UrlOption = None, key_file: KeyFileOption = None) -> None:
-    """Health, model versions and states, and Triton's statistics for each model."""
+def status(
+    url: UrlOption = None,
+    key_file: KeyFileOption = None,
+    metrics_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Triton's metrics HOST:PORT, for npc_turn's cache [default: --url's port + 2]"
+        ),
+    ] = None,
+) -> None:
+    """Health, model versions and states, Triton's statistics for each model, and npc_turn's
+    line cache."""
     from maas.status_view import status_view
     from maas_client.admin_key import find_key
     from maas_client.status import fetch_status
 
-    found = fetch_status(url, admin_key=find_key(key_file))
+    found = fetch_status(url, admin_key=find_key(key_file), metrics_url=metrics_url)
     console.print(status_view(found))
     if not found.ready:
         raise typer.Exit(1)
@@ -328,9 +338,12 @@ def chat(
             if scores:
                 line = chosen.lines[answer.index]
                 verdict = ">=" if answer.understood else "<"
+                via = f" via example {escape(repr(answer.matched))}" if (
+                    answer.matched and answer.matched != line.text
+                ) else ""  # fmt: skip
                 console.print(
                     f"  [dim]best: line {line.id!r} score {answer.score:.3f} {verdict} "
-                    f"threshold {answer.threshold:.2f}[/]",
+                    f"threshold {answer.threshold:.2f}{via}[/]",
                     highlight=False,
                 )
 
@@ -524,11 +537,29 @@ def bench(
     tritonclient: Annotated[
         bool, typer.Option(help="Send to Triton through tritonclient.http, not plain http.client")
     ] = False,
+    npc_turns: Annotated[
+        bool,
+        typer.Option(
+            "--npc-turns",
+            help="Only NPC talk: npc_turn against npc_dialogue on many NPCs and distinct lines",
+        ),
+    ] = False,
 ) -> None:
     """In-process limit, Triton with and without dynamic batching, FastAPI and Ray Serve
-    baselines, for mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/."""
+    baselines, for mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/.
+    With --npc-turns: the NPC paths under a realistic load instead."""
     from maas.bench.session import run_bench
     from maas.paths import PROJECT_ROOT
+
+    if npc_turns:
+        _bench_npc_turns(
+            repository or default_repository(),
+            _int_list(concurrency, "--concurrency"),
+            seconds,
+            in_process_seconds,
+            reports or PROJECT_ROOT / "reports",
+        )
+        return
 
     def print_row(row: dict) -> None:
         console.print(f"  {row['server']:28} {row['model']:13} c={row['concurrency']:<3} "
@@ -572,6 +603,50 @@ def bench(
             judged.add_row(row["target"], f"{row['measured']:.3f}", row["goal"], mark)
         console.print(judged)
     console.print(f"Raw figures: {path}\nPlot: {picture}")
+
+
+def _bench_npc_turns(
+    repository: Path, levels: list[int], seconds: float, in_process_s: float, folder: Path
+) -> None:
+    from maas.bench.npc_turns import run_npc_turns_bench
+
+    def print_row(row: dict) -> None:
+        console.print(f"  {row['scenario']:17} {row['model']:13} c={row['clients']:<3} "
+                      f"{row['turns_per_s']:>7} turns/s p50 {row['p50_ms']} ms")  # fmt: skip
+
+    report, path = run_npc_turns_bench(
+        repository,
+        levels=levels,
+        seconds=seconds,
+        in_process_seconds=in_process_s,
+        folder=folder,
+        status=console.status,
+        on_row=print_row,
+    )
+    console.print(report["machine"])
+    console.print(
+        f"Realistic: {report['npcs']} NPCs, each turn a new line of "
+        f"{report['player_lines_in_pool']:,} distinct chat lines"
+    )
+    table = Table("scenario", "model", "c", "turns/s", "p50", "p99", "err",
+                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)  # fmt: skip
+    for row in report["rows"]:
+        table.add_row(row["scenario"], row["model"], str(row["clients"]),
+                      f"{row['turns_per_s']:.1f}", f"{row['p50_ms']:.1f}",
+                      f"{row['p99_ms']:.1f}", str(row["errors"]))  # fmt: skip
+    console.print(table)
+    console.print(
+        "In-process npc_encoder on player lines (texts/s): "
+        + ", ".join(f"batch {r['batch']}: {r['texts_per_s']}" for r in report["in_process_encoder"])
+    )
+    ratios = report["ratios"]
+    console.print(
+        f"At {ratios['clients']} clients, realistic: npc_turn / npc_dialogue "
+        f"{ratios['turn_over_dialogue']}x; npc_turn / in-process limit "
+        f"{ratios['turn_over_in_process_limit']}; one player p50 "
+        f"{ratios['single_player_p50_ms']} ms"
+    )
+    console.print(f"Raw figures: {path}")
 
 
 SHORT_SERVER = {  # bench server names as table cells that fit 80 columns

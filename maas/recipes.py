@@ -16,7 +16,7 @@ RECIPES_DIR = PROJECT_ROOT / "build"
 # must not execute every recipe. A recipe not listed fills the model of its own name.
 RECIPE_MODELS: dict[str, tuple[str, ...]] = {
     "mnist": ("mnist",),
-    "npc": ("npc_tokenizer", "npc_bert", "npc_dialogue"),
+    "npc": ("npc_tokenizer", "npc_bert", "npc_dialogue", "npc_encoder", "npc_turn"),
 }
 
 

@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from maas_client.status import ServerStatus
+from maas_client.status import CacheStatus, ServerStatus
 
 LEGEND = (
     "req: requests, fail: failed, batch: inferences per execution (what dynamic batching "
@@ -18,6 +18,15 @@ LEGEND = (
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def cache_line(cache: CacheStatus) -> str:
+    rate = "-" if cache.hit_rate is None else f"{cache.hit_rate:.1%}"
+    return (
+        f"{cache.model} v{cache.version} line cache: {cache.entries:,} of {cache.max_entries:,} "
+        f"lines, {cache.bytes / 2**20:.1f} of {cache.max_bytes / 2**20:.0f} MiB; hit rate {rate} "
+        f"({cache.hits:,} hits, {cache.misses:,} misses, {cache.evictions:,} evicted)"
+    )
 
 
 def status_view(found: ServerStatus) -> Group:
@@ -45,5 +54,8 @@ def status_view(found: ServerStatus) -> Group:
     parts: list = [Text.from_markup(f"Triton {found.version} at {found.url}: {health}"), table]
     if reasons:
         parts += reasons
+    parts += [Text(cache_line(c)) for c in found.caches]
+    if found.metrics_error:
+        parts.append(Text(found.metrics_error, style="yellow"))
     parts.append(Text(LEGEND, style="dim"))
     return Group(*parts)

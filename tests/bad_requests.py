@@ -49,6 +49,7 @@ MODELS = [
     Model(
         "npc_tokenizer", {"QUERY": ("BYTES", [1, 1]), "CANDIDATE": ("BYTES", [1, 1])}, 64
     ),
+    Model("npc_turn", {"QUERY": ("BYTES", [1, 1]), "CANDIDATE": ("BYTES", [1, 3])}, 32),
     Model(
         "npc_bert",
         {n: ("INT64", [1, 16]) for n in ("query_ids", "query_mask", "candidate_ids",

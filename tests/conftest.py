@@ -12,6 +12,9 @@ import pytest
 
 from maas.server import ServerConfig, TritonServer
 from tests.fixture_models import build_repository
+from tests.npc_fixtures import export, hf_tokenizer, npc_repository, npc_server, scorer
+
+__all__ = ["export", "hf_tokenizer", "npc_repository", "npc_server", "scorer"]  # fixtures
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,13 @@ def test_recipes_are_found_by_path_and_missing_models_listed(tmp_path):
 
 
 def test_a_recipe_building_several_models_is_missing_until_all_have_a_version(tmp_path):
-    assert recipes.models_of("npc") == ("npc_tokenizer", "npc_bert", "npc_dialogue")
+    assert recipes.models_of("npc") == (
+        "npc_tokenizer",
+        "npc_bert",
+        "npc_dialogue",
+        "npc_encoder",
+        "npc_turn",
+    )
     for name in recipes.models_of("npc"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.pbtxt").write_text(f'name: "{name}"\n')
@@ -74,3 +81,31 @@ def test_the_recipe_map_is_plain_data_that_agrees_with_each_recipe():
     assert recipes.recipe_for("my_model") == "my_model"
     for name in recipes.available():
         assert tuple(getattr(recipes.load(name), "MODELS", (name,))) == recipes.models_of(name)
+
+
+def test_the_independent_held_out_set_shares_no_line_with_training():
+    """heldout2 was written without reading the training data; a copied line would flatter it."""
+    import re
+
+    from maas.paths import PROJECT_ROOT
+    from maas_client.npc_file import load_npcs
+
+    def normal(text: str) -> str:
+        return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+    data = PROJECT_ROOT / "build" / "data" / "npc"
+    training: set[str] = set()
+    for path in data.glob("train_dialogue*.yaml"):
+        for npc in load_npcs(path):
+            training |= {normal(t) for line in npc.lines for t in (line.text, *line.player)}
+    import chatterbot_corpus  # the chat pairs the recipe trains on
+    import yaml
+
+    for path in (Path(chatterbot_corpus.__file__).parent / "data" / "english").glob("*.yml"):
+        for conversation in (yaml.safe_load(path.read_text()) or {}).get("conversations", []):
+            training |= {normal(t) for t in conversation if isinstance(t, str)}
+    independent = load_npcs(data / "heldout2_dialogue.yaml")
+    written = [t for npc in independent for line in npc.lines for t in (line.text, *line.player)]
+    written += yaml.safe_load((data / "heldout2_offtopic.yaml").read_text())["offtopic"]
+    shared = sorted({normal(t) for t in written} & training - {""})
+    assert len(written) > 900 and not shared, shared[:10]

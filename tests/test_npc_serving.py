@@ -4,13 +4,9 @@ TorchScript scoring, and the npc_dialogue ensemble, against in-process Hugging F
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
-from maas.paths import PROJECT_ROOT
-from tests.conftest import server_config
 from tests.triton_calls import model_counts, run_players, settled_counts
 
 PAIRS = [
@@ -21,44 +17,6 @@ PAIRS = [
     ("HOW MUCH 4 THE SWORD", ""),
     ("bye", "Safe roads, friend."),
 ]
-
-
-def load_export():
-    path = PROJECT_ROOT / "build" / "_npc_export.py"
-    spec = importlib.util.spec_from_file_location("npc_export", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def export():
-    return load_export()
-
-
-@pytest.fixture(scope="module")
-def scorer(export):
-    return export.make_pair_scorer(export.load_encoder())
-
-
-@pytest.fixture(scope="module")
-def npc_repository(export, scorer, tmp_path_factory):
-    return export.write_repository(tmp_path_factory.mktemp("npc_repo"), scorer)
-
-
-@pytest.fixture(scope="module")
-def npc_server(npc_repository, tmp_path_factory):
-    from maas.server import TritonServer
-
-    with TritonServer(server_config(npc_repository, tmp_path_factory.mktemp("npc_logs"))) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def hf_tokenizer(export):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(export.base_encoder_path()), local_files_only=True)
 
 
 def text_inputs(module, queries, candidates):

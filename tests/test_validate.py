@@ -163,7 +163,11 @@ def test_validate_quick_built_models_with_the_ngc_runtime(quick_repository):
     assert "compiles and imports" in tokenizer and "numpy 1.26.4" in tokenizer
     ensemble = check_line(output, "npc_dialogue", "served")
     assert "ok" in ensemble and "SCORE float32 [3, 1]" in ensemble
-    assert "All 4 model versions passed (ngc-24.10)" in output
+    encoder = check_line(output, "npc_encoder version 1", "ngc-24.10 pytorch")
+    assert "ok" in encoder and "torch 2.5.0" in encoder and "same outputs as local" in encoder
+    turn = check_line(output, "npc_turn version 1", "ngc-24.10 python")
+    assert "compiles and imports" in turn
+    assert "All 6 model versions passed (ngc-24.10)" in output
 
 
 def test_validate_fixtures_of_every_platform_with_the_ngc_runtime(backend_repository):

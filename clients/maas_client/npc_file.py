@@ -2,9 +2,10 @@
 
 One NPC per file (`name`, optional `voice` and `fallback`, `lines`), or several under `npcs:`
 (a list, or a mapping by id as in the game's adventure files).
-A line is a string or a mapping with `text` (and optional `id`, and `player`: example player
-lines, used only by training and evaluation). Validated on load with errors naming the place,
-because a writer edits these by hand.
+A line is a string or a mapping with `text` (and optional `id`; `examples`: ways a player might
+ask for it, which the line also scores as, so a writer fixes a miss without retraining; and
+`player`: player lines used only by training and evaluation). Validated on load with errors
+naming the place, because a writer edits these by hand.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from maas_client.errors import MaasClientError
 
 MAX_LINES = 64  # npc_dialogue's max_batch_size: one request scores the whole repertoire
+MAX_TEXTS = 256  # lines and examples together: npc_turn's MAX_CANDIDATES, one request per turn
 DEFAULT_FALLBACK = "Hm? I don't follow you."
 
 
@@ -30,6 +32,12 @@ class NpcLine:
     text: str
     id: str
     player: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """What the line scores as: its own text, then its examples."""
+        return (self.text, *self.examples)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,11 @@ class Npc:
     @property
     def texts(self) -> list[str]:
         return [line.text for line in self.lines]
+
+    @property
+    def scored_texts(self) -> list[str]:
+        """Every line's text and examples, line after line (what a turn sends)."""
+        return [text for line in self.lines for text in line.texts]
 
 
 def load_npcs(path: Path) -> list[Npc]:
@@ -76,6 +89,11 @@ def parse_npc(data: Any, where: str) -> Npc:
     if len(raw_lines) > MAX_LINES:
         raise NpcFileError(f"{where}: {len(raw_lines)} lines; at most {MAX_LINES} per NPC")
     lines = tuple(_parse_line(item, f"{where}: lines[{i}]", i) for i, item in enumerate(raw_lines))
+    texts = sum(len(line.texts) for line in lines)
+    if texts > MAX_TEXTS:
+        raise NpcFileError(
+            f"{where}: {texts} lines and examples together; at most {MAX_TEXTS} per NPC"
+        )
     seen: set[str] = set()
     for line in lines:
         if line.id in seen:
@@ -105,7 +123,12 @@ def _parse_line(item: Any, where: str, index: int) -> NpcLine:
     player = item.get("player", [])
     if not isinstance(player, list) or not all(isinstance(p, str) for p in player):
         raise NpcFileError(f"{where}: 'player' must be a list of strings")
-    return NpcLine(text.strip(), str(line_id), tuple(player))
+    examples = item.get("examples", [])
+    if not isinstance(examples, list) or not all(
+        isinstance(e, str) and e.strip() for e in examples
+    ):
+        raise NpcFileError(f"{where}: 'examples' must be a list of non-empty strings")
+    return NpcLine(text.strip(), str(line_id), tuple(player), tuple(e.strip() for e in examples))
 
 
 def _read(path: Path) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +33,70 @@ class ModelStatus:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CacheStatus:
+    """npc_turn's embedding cache, from the server's Prometheus metrics."""
+
+    model: str
+    version: str
+    entries: int = 0
+    bytes: int = 0
+    max_entries: int = 0
+    max_bytes: int = 0
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+    @property
+    def hit_rate(self) -> float | None:
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServerStatus:
     url: str
     live: bool
     ready: bool
     version: str
     models: list[ModelStatus] = field(default_factory=list)
+    caches: list[CacheStatus] = field(default_factory=list)
+    metrics_error: str = ""  # why the cache figures are missing, when they are
+
+
+CACHE_METRIC = re.compile(
+    r'^maas_npc_cache_(\w+)\{model="([^"]*)",version="([^"]*)"\} ([0-9.eE+-]+)$'
+)
+
+
+def parse_cache_metrics(text: str) -> list[CacheStatus]:
+    """The maas_npc_cache_* samples of a Prometheus text page, one CacheStatus per version."""
+    found: dict[tuple[str, str], dict[str, int]] = {}
+    names = set(CacheStatus.__dataclass_fields__) - {"model", "version"}
+    for line in text.splitlines():
+        match = CACHE_METRIC.match(line.strip())
+        if match and match[1] in names:
+            found.setdefault((match[2], match[3]), {})[match[1]] = int(float(match[4]))
+    return [CacheStatus(model=m, version=v, **values) for (m, v), values in sorted(found.items())]
+
+
+def metrics_url_for(url: str | None) -> str:
+    """Triton's metrics port is its HTTP port + 2 by default (8000 -> 8002), same host."""
+    host, port = normalize_url(url).rsplit(":", 1)
+    return f"{host}:{int(port) + 2}"
+
+
+def fetch_cache_metrics(metrics_url: str, timeout_s: float = 5.0) -> list[CacheStatus]:
+    host, port = normalize_url(metrics_url).rsplit(":", 1)
+    connection = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout_s)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        body = response.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise MaasClientError(f"{metrics_url}/metrics answered {response.status}")
+    return parse_cache_metrics(body)
 
 
 def _avg_ms(total_ns: int, count: int) -> float | None:
@@ -68,9 +128,15 @@ def _stats_by_model(stats: dict[str, Any]) -> dict[tuple[str, str], ModelStatus]
 
 
 def fetch_status(
-    url: str | None = None, timeout_s: float = 5.0, *, admin_key: str | None = None
+    url: str | None = None,
+    timeout_s: float = 5.0,
+    *,
+    admin_key: str | None = None,
+    metrics_url: str | None = None,
 ) -> ServerStatus:
-    """Health is open; the repository index and statistics are admin APIs and need the key."""
+    """Health is open; the repository index and statistics are admin APIs and need the key.
+    Cache figures come from the metrics port (`metrics_url`, default HTTP port + 2) when the
+    server serves npc_turn; their absence is reported, not raised."""
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
@@ -118,7 +184,22 @@ def fetch_status(
                 }
             )
         )
-    return ServerStatus(url=address, live=live, ready=ready, version=version, models=models)
+    caches, metrics_error = [], ""
+    if any(m.name == "npc_turn" and m.state == "READY" for m in models):
+        where = metrics_url or metrics_url_for(address)
+        try:
+            caches = fetch_cache_metrics(where, timeout_s)
+        except (OSError, http.client.HTTPException, MaasClientError) as error:
+            metrics_error = f"no cache figures: metrics at {where} did not answer ({error})"
+    return ServerStatus(
+        url=address,
+        live=live,
+        ready=ready,
+        version=version,
+        models=models,
+        caches=caches,
+        metrics_error=metrics_error,
+    )
 
 
 def models_ready(

@@ -458,10 +458,14 @@ class GameApp(App[None]):
         self.say(f"[b]{escape(npc.name)}:[/b] {escape(reply.text)}")
         if self.show_why:
             verdict = ">=" if reply.understood else "<"
+            line = npc.lines[reply.index]
+            via = ""
+            if reply.matched and reply.matched != line.text:
+                via = f", via example {escape(repr(reply.matched))}"
             self.say(
                 f"[dim]model: best line {escape(repr(npc.lines[reply.index].id))}, "
                 f"score {reply.score:.3f} "
-                f"{verdict} threshold {reply.threshold:.2f}[/dim]"
+                f"{verdict} threshold {reply.threshold:.2f}{via}[/dim]"
             )
         self.update_status()
 

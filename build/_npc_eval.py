@@ -1,0 +1,88 @@
+"""Held-out evaluation of the NPC encoder, as npc_turn serves it: every distinct text encoded
+once (tokenized like the server: truncated at 128, padded to a multiple of 16), a turn's scores
+the dot products of the player's line with the NPC's lines.
+
+What is measured on a set: top-1 and MRR of the right line; at a threshold, the share of player
+lines that get the right reply (best line is the right one and reaches the threshold) and the
+share of off-topic lines refused (best line below the threshold, against every NPC).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+BATCH = 64
+
+
+def embed(encoder: Any, tokenizer: Any, texts: list[str]) -> dict[str, np.ndarray]:
+    """text -> unit vector, for each distinct text (sorted by length: little padding)."""
+    import torch
+
+    unique = sorted(set(texts), key=len)
+    found: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            batch = tokenizer(
+                chunk,
+                padding=True,
+                truncation=True,
+                max_length=128,
+                pad_to_multiple_of=16,
+                return_tensors="pt",
+            )
+            vectors = encoder(batch["input_ids"], batch["attention_mask"]).numpy()
+            found.update(zip(chunk, vectors))
+    return found
+
+
+def report(
+    encoder: Any,
+    tokenizer: Any,
+    npcs: list[Any],
+    offtopic: list[str],
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    turns = [
+        (player, npc, index)
+        for npc in npcs
+        for index, line in enumerate(npc.lines)
+        for player in line.player
+    ]
+    texts = [t for npc in npcs for t in npc.texts] + [p for p, _, _ in turns] + offtopic
+    vectors = embed(encoder, tokenizer, texts)
+    lines = {npc.name: np.stack([vectors[t] for t in npc.texts]) for npc in npcs}
+    top1 = reciprocal = 0.0
+    best_when_right, right_scores = [], []
+    for player, npc, answer in turns:
+        row = lines[npc.name] @ vectors[player]
+        rank = 1 + int((row > row[answer]).sum())
+        top1 += rank == 1
+        reciprocal += 1 / rank
+        if rank == 1:
+            best_when_right.append(float(row[answer]))
+        right_scores.append(float(row[answer]) if rank == 1 else None)
+    offtopic_best = [float((lines[npc.name] @ vectors[o]).max()) for npc in npcs for o in offtopic]
+    found: dict[str, Any] = {
+        "top1": round(top1 / len(turns), 4),
+        "mrr": round(reciprocal / len(turns), 4),
+        "player_lines": len(turns),
+        "npcs": len(npcs),
+        "_best_when_right": best_when_right,
+        "_offtopic_best": offtopic_best,
+    }
+    if threshold is not None:
+        right = sum(s is not None and s >= threshold for s in right_scores)
+        found["right_reply"] = round(right / len(turns), 4)
+        found["offtopic_refused"] = round(
+            sum(s < threshold for s in offtopic_best) / max(1, len(offtopic_best)), 4
+        )
+        found["threshold"] = threshold
+    return found
+
+
+def public(found: dict[str, Any]) -> dict[str, Any]:
+    """The figures without the score lists (what the model card keeps)."""
+    return {k: v for k, v in found.items() if not k.startswith("_")}

@@ -1,0 +1,283 @@
+"""`maas bench --npc-turns`: NPC talk as a game with many players makes it.
+
+Realistic load: every turn is a player line not sent before in the run (drawn from the chat
+corpus of the `chitchat-dataset` package, hundreds of thousands of distinct lines) to one of
+the 50+ NPCs of the project's dialogue data, so merged batches rarely share an NPC or a line.
+Both paths get the same turns in the same run: `npc_dialogue` (pairs; every NPC line encoded
+per turn) and `npc_turn` (NPC lines cached; the player's line encoded). The old scenario, one
+NPC and eight player lines, is kept as a labelled second row. The limit is the encoder called
+in-process on player lines at the same batch sizes: one encoding per turn.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maas.bench.loadgen import run_closed_loop
+from maas.bench.models import THREADS, version_dir
+from maas.errors import MaasError
+from maas.paths import PROJECT_ROOT
+
+MODELS = ("npc_dialogue", "npc_turn")
+NPC_FILES = ("train_dialogue*.yaml", "heldout_dialogue.yaml")
+BODIES_PER_RUN = 3000  # distinct turns prepared per (model, clients) run
+MIN_NPCS, MIN_LINES = 50, 2000
+OLD_SCENARIO_LINES = [
+    "hey there", "how much for a bed tonight?", "any news?", "wheres the smithy",
+    "got anything to eat", "who runs this place", "is the road north safe?", "thanks, bye",
+]  # fmt: skip
+
+
+def npc_pool() -> list[Any]:
+    from maas_client.npc_file import load_npcs
+
+    folder = PROJECT_ROOT / "build" / "data" / "npc"
+    npcs = [n for pattern in NPC_FILES for p in sorted(folder.glob(pattern)) for n in load_npcs(p)]
+    if len(npcs) < MIN_NPCS:
+        raise MaasError(f"only {len(npcs)} NPCs in {folder}; the realistic load needs {MIN_NPCS}")
+    return npcs
+
+
+def player_lines(seed: int = 0) -> list[str]:
+    """Distinct chat utterances of 2 to 16 words, shuffled."""
+    try:
+        from chitchat_dataset import ConversationDataset
+    except ImportError:
+        raise MaasError(
+            "the realistic NPC load needs chitchat-dataset: pip install -e '.[bench]'"
+        ) from None
+    seen: dict[str, None] = {}
+    for conversation in ConversationDataset():
+        for message in conversation:
+            text = " ".join(message.split())
+            if 2 <= len(text.split()) <= 16:
+                seen[text] = None
+    lines = list(seen)
+    random.Random(seed).shuffle(lines)
+    return lines
+
+
+class Turns:
+    """Prepared request bodies handed out once each across all clients (a lock, a counter)."""
+
+    def __init__(self, bodies: list[tuple[bytes, dict[str, str]]]) -> None:
+        self.bodies, self.next, self.lock, self.wrapped = bodies, 0, threading.Lock(), 0
+
+    def take(self) -> tuple[bytes, dict[str, str]]:
+        with self.lock:
+            index = self.next
+            self.next += 1
+        if index >= len(self.bodies):
+            self.wrapped += 1  # reported: a repeated line would be a cache hit for npc_dialogue
+        return self.bodies[index % len(self.bodies)]
+
+
+def body(model: str, said: str, lines: list[str]) -> tuple[bytes, dict[str, str]]:
+    import tritonclient.http as httpclient
+
+    def strings(name: str, rows: list[list[str]]) -> Any:
+        values = np.array([[t.encode() for t in row] for row in rows], dtype=object)
+        tensor = httpclient.InferInput(name, list(values.shape), "BYTES")
+        tensor.set_data_from_numpy(values)
+        return tensor
+
+    if model == "npc_turn":
+        tensors = [strings("QUERY", [[said]]), strings("CANDIDATE", [lines])]
+    else:
+        tensors = [
+            strings("QUERY", [[said]] * len(lines)),
+            strings("CANDIDATE", [[x] for x in lines]),
+        ]
+    outputs = [httpclient.InferRequestedOutput("SCORE", binary_data=True)]
+    data, json_size = httpclient.InferenceServerClient.generate_request_body(tensors, outputs)
+    headers = {"Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    return data, headers
+
+
+def closed_loop(url: str, model: str, turns: Turns, clients: int, seconds: float) -> dict:
+    host, port = url.rsplit(":", 1)
+    opened: list[http.client.HTTPConnection] = []
+
+    def make() -> Callable[[], None]:
+        connection = http.client.HTTPConnection(host, int(port), timeout=120)
+        opened.append(connection)
+
+        def call() -> None:
+            try:
+                connection.request("POST", f"/v2/models/{model}/infer", *turns.take())
+                response = connection.getresponse()
+                answer = response.read()
+            except BaseException:
+                connection.close()
+                raise
+            if response.status != 200:
+                raise MaasError(f"{model}: HTTP {response.status}: {answer[:200]!r}")
+
+        return call
+
+    try:
+        result = run_closed_loop(make, concurrency=clients, duration_s=seconds, warmup_s=1.0)
+    finally:
+        for connection in opened:
+            connection.close()
+    return {
+        "turns_per_s": round(result.requests / result.duration_s, 1),
+        "p50_ms": round(result.percentile_ms(50), 1),
+        "p99_ms": round(result.percentile_ms(99), 1),
+        "errors": result.errors,
+        "turns": result.requests,
+        "repeated_lines": turns.wrapped,
+    }
+
+
+def in_process_limit(repository: Path, lines: list[str], seconds: float) -> list[dict]:
+    """npc_encoder's TorchScript on player lines, tokenized as npc_turn does: texts per second
+    at each batch size (one encoding per turn is the least a turn can cost)."""
+    import torch
+    from tokenizers import Tokenizer
+
+    torch.set_num_threads(THREADS)
+    encoder = torch.jit.load(str(version_dir(repository, "npc_encoder") / "model.pt")).eval()
+    tokenizer = Tokenizer.from_file(str(version_dir(repository, "npc_turn") / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=128)
+    tokenizer.enable_padding(pad_to_multiple_of=16)
+    rows = []
+    source = itertools.cycle(lines)
+    for batch in (1, 2, 4, 8, 16, 32):
+        latencies: list[float] = []
+        stop = time.perf_counter() + seconds
+        with torch.inference_mode():
+            while time.perf_counter() < stop or len(latencies) < 3:
+                texts = [next(source) for _ in range(batch)]
+                began = time.perf_counter()
+                found = tokenizer.encode_batch(texts)
+                encoder(
+                    torch.tensor([e.ids for e in found]),
+                    torch.tensor([e.attention_mask for e in found]),
+                )
+                latencies.append(time.perf_counter() - began)
+        rows.append({
+            "batch": batch,
+            "texts_per_s": round(batch * len(latencies) / sum(latencies), 1),
+            "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 2),
+        })  # fmt: skip
+    return rows
+
+
+def run_npc_turns(
+    repository: Path,
+    url: str,
+    *,
+    levels: list[int],
+    seconds: float,
+    in_process_seconds: float,
+    status: Callable[[str], Any],
+    on_row: Callable[[dict], None] = lambda _: None,
+) -> dict:
+    """Every row of the comparison, the in-process limit and the ratios the targets use."""
+    npcs = npc_pool()
+    with status("Reading the chat corpus for player lines"):
+        pool = player_lines()
+    if len(pool) < MIN_LINES:
+        raise MaasError(f"only {len(pool)} distinct player lines; the load needs {MIN_LINES}")
+    rng = random.Random(1)
+    cursor = iter(pool)
+    rows: list[dict] = []
+    old_npc = next(n for n in npcs if len(n.lines) >= 12)
+    for scenario in ("realistic", "one NPC, 8 lines"):
+        for model in MODELS:
+            for clients in levels:
+                with status(f"{scenario}: {model}, {clients} clients"):
+                    if scenario == "realistic":
+                        made = [
+                            body(model, next(cursor), rng.choice(npcs).texts)
+                            for _ in range(BODIES_PER_RUN)
+                        ]
+                    else:
+                        made = [body(model, said, old_npc.texts) for said in OLD_SCENARIO_LINES]
+                    row = {"scenario": scenario, "model": model, "clients": clients,
+                           **closed_loop(url, model, Turns(made), clients, seconds)}  # fmt: skip
+                    if scenario != "realistic":
+                        row["repeated_lines"] = None  # repeats are this scenario's point
+                rows.append(row)
+                on_row(row)
+    with status("In-process limit: npc_encoder on player lines"):
+        limit = in_process_limit(repository, pool[-5000:], in_process_seconds)
+    return {
+        "npcs": len(npcs),
+        "player_lines_in_pool": len(pool),
+        "rows": rows,
+        "in_process_encoder": limit,
+        "ratios": ratios(rows, limit, max(levels)),
+    }
+
+
+def ratios(rows: list[dict], limit: list[dict], clients: int) -> dict[str, float | None]:
+    def find(model: str, level: int) -> dict | None:
+        return next((r for r in rows if r["scenario"] == "realistic" and r["model"] == model
+                     and r["clients"] == level), None)  # fmt: skip
+
+    turn, pairs, alone = (
+        find("npc_turn", clients),
+        find("npc_dialogue", clients),
+        find("npc_turn", 1),
+    )
+    best = max((r["texts_per_s"] for r in limit if r["batch"] <= clients), default=None)
+    return {
+        "clients": clients,
+        "turn_over_dialogue": round(turn["turns_per_s"] / pairs["turns_per_s"], 2)
+        if turn and pairs and pairs["turns_per_s"]
+        else None,
+        "turn_over_in_process_limit": round(turn["turns_per_s"] / best, 2)
+        if turn and best
+        else None,
+        "single_player_p50_ms": alone["p50_ms"] if alone else None,
+    }
+
+
+def run_npc_turns_bench(
+    repository: Path,
+    *,
+    levels: list[int],
+    seconds: float,
+    in_process_seconds: float,
+    folder: Path,
+    status: Callable[[str], Any],
+    on_row: Callable[[dict], None] = lambda _: None,
+) -> tuple[dict, Path]:
+    """A Triton on free ports over `repository`, the comparison, and its JSON file."""
+    import json
+
+    from maas.bench.session import machine_description
+    from maas.server import ServerConfig, TritonServer
+
+    for model in (*MODELS, "npc_encoder"):
+        version_dir(repository, model)  # a clear "run maas build" before anything starts
+    config = ServerConfig.on_free_ports(repository)
+    with status("Starting Triton"), TritonServer(config) as server:
+        _ = server
+        report = run_npc_turns(
+            repository,
+            config.http_url,
+            levels=levels,
+            seconds=seconds,
+            in_process_seconds=in_process_seconds,
+            status=status,
+            on_row=on_row,
+        )
+    report = {"machine": machine_description(), "seconds_per_point": seconds, **report}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"bench-npc-turns-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    return report, path
