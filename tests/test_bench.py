@@ -37,6 +37,29 @@ def test_bench_smoke_measures_every_path_and_writes_json_and_plot(quick_reposito
         assert 0 <= row["client_cpu_cores"] <= 4
 
 
+def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository, tmp_path):
+    """Both NPC paths, both scenarios, the in-process limit: every turn answered, no player line
+    sent twice in the realistic scenario, a table that reads at 80 columns."""
+    result = maas(
+        "bench", "--npc-turns", "--repository", str(npc_repository), "--concurrency", "2",
+        "--seconds", "1", "--in-process-seconds", "0.1", "--reports", str(tmp_path),
+        timeout=600, env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    report = json.loads(next(tmp_path.glob("bench-npc-turns-*.json")).read_text())
+    assert report["npcs"] >= 50 and report["player_lines_in_pool"] >= 2000
+    points = {(r["scenario"], r["model"]) for r in report["rows"]}
+    assert points == {(s, m) for s in ("realistic", "one NPC, 8 lines")
+                      for m in ("npc_dialogue", "npc_turn")}  # fmt: skip
+    for row in report["rows"]:
+        assert row["errors"] == 0 and row["turns_per_s"] > 0, row
+        if row["scenario"] == "realistic":
+            assert row["repeated_lines"] == 0, row
+    assert [r["batch"] for r in report["in_process_encoder"]] == [1, 2, 4, 8, 16, 32]
+    assert report["ratios"]["turn_over_dialogue"] > 0
+
+
 def test_bench_rejects_bad_concurrency():
     result = maas("bench", "--concurrency", "8,x", timeout=60)
     assert result.returncode == 1 and "comma-separated whole numbers" in result.stderr
