@@ -143,6 +143,12 @@ def test_chat_command_talks_and_shows_scores(npc_server):
         ("lines: [hi]\n", ".yml", "'name' must be a non-empty string"),
         ("name: Bob\nlines: [{id: a, text: x}, {id: a, text: y}]\n", ".yaml", "used twice"),
         ("name: Bob\nlines: [hi]\n", ".txt", "expected a .yaml"),
+        ("name: Bob\nlines: [{text: x, examples: [1]}]\n", ".yaml", "'examples' must be a list"),
+        (
+            "name: Bob\nlines: [{text: x, examples: [" + ", ".join(["a"] * 256) + "]}]\n",
+            ".yaml",
+            "257 lines and examples together; at most 256",
+        ),
     ],
 )
 def test_malformed_npc_files_are_one_clear_line(tmp_path, content, suffix, message):

@@ -210,3 +210,19 @@ def test_status_shows_the_cache_at_80_columns(npc_server):
     text = " ".join(result.stdout.split())
     assert "npc_turn v1 line cache:" in text and "hit rate" in text, result.stdout
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
+
+
+def test_chat_scores_name_the_example_that_matched(npc_server, tmp_path):
+    path = tmp_path / "bess.yaml"
+    path.write_text(
+        "name: Bess\nlines:\n"
+        f"  - {{id: room, text: '{INN[0]}', examples: ['somewhere to crash tonight?']}}\n"
+        "  - {id: news, text: 'They say the mill is haunted.'}\n"
+    )
+    result = maas(
+        "chat", str(path), "--url", npc_server.config.http_url, "--scores",
+        stdin="somewhere to crash tonight?\n", timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"Bess: {INN[0]}" in result.stdout
+    assert "via example 'somewhere to crash tonight?'" in " ".join(result.stdout.split())
