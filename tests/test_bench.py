@@ -50,14 +50,16 @@ def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository,
     report = json.loads(next(tmp_path.glob("bench-npc-turns-*.json")).read_text())
     assert report["npcs"] >= 50 and report["player_lines_in_pool"] >= 2000
     points = {(r["scenario"], r["model"]) for r in report["rows"]}
-    assert points == {(s, m) for s in ("realistic", "one NPC, 8 lines")
-                      for m in ("npc_dialogue", "npc_turn")}  # fmt: skip
+    expected = {(s, m) for s in ("realistic", "one NPC, 8 lines")
+                for m in ("npc_dialogue", "npc_turn")}  # fmt: skip
+    assert points == expected | {("realistic", "fastapi, cached")}
     for row in report["rows"]:
         assert row["errors"] == 0 and row["turns_per_s"] > 0, row
         if row["scenario"] == "realistic":
             assert row["repeated_lines"] == 0, row
     assert [r["batch"] for r in report["in_process_encoder"]] == [1, 2, 4, 8, 16, 32]
     assert report["ratios"]["turn_over_dialogue"] > 0
+    assert report["ratios"]["turn_over_fastapi_cached"] > 0
 
 
 def test_bench_rejects_bad_concurrency():

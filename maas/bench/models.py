@@ -37,17 +37,22 @@ class Models:
         torch.set_num_threads(THREADS)
         tf.config.threading.set_intra_op_parallelism_threads(THREADS)
         self.tf, self.torch = tf, torch
-        mnist = version_dir(repository, "mnist")
         bert = version_dir(repository, "npc_bert")
         tokens = version_dir(repository, "npc_tokenizer")
-        saved = tf.saved_model.load(str(mnist / "model.savedmodel"))
-        self.mnist = saved.signatures["serving_default"]
+        self.mnist = None  # a repository built for NPC benchmarks only may have no mnist
+        if latest_version_dir(repository / "mnist") is not None:
+            saved = tf.saved_model.load(str(version_dir(repository, "mnist") / "model.savedmodel"))
+            self.mnist = saved.signatures["serving_default"]
         self.bert = torch.jit.load(str(bert / "model.pt")).eval()
+        encoder = latest_version_dir(repository / "npc_encoder")
+        self.encoder = torch.jit.load(str(encoder / "model.pt")).eval() if encoder else None
         self.tokenizer = Tokenizer.from_file(str(tokens / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=128)
         self.tokenizer.enable_padding(pad_to_multiple_of=pad_to_multiple_of)
 
     def digits(self, images: np.ndarray) -> np.ndarray:
+        if self.mnist is None:
+            raise MaasError("mnist has no version in this repository")
         return self.mnist(IMAGE=self.tf.constant(images, self.tf.float32))["PROBABILITIES"].numpy()
 
     def scores(self, queries: list[str], candidates: list[str]) -> np.ndarray:
@@ -62,3 +67,13 @@ class Models:
 
         with self.torch.inference_mode():
             return self.bert(*ids(queries), *ids(candidates)).reshape(-1).numpy()
+
+    def embeddings(self, texts: list[str]) -> np.ndarray:
+        """npc_encoder on `texts` (the cached design's one encoding per new text)."""
+        if self.encoder is None:
+            raise MaasError("npc_encoder has no version in this repository")
+        found = self.tokenizer.encode_batch(texts)
+        ids = self.torch.tensor([e.ids for e in found])
+        mask = self.torch.tensor([e.attention_mask for e in found])
+        with self.torch.inference_mode():
+            return self.encoder(ids, mask).numpy()

@@ -28,6 +28,7 @@ from maas.errors import MaasError
 from maas.paths import PROJECT_ROOT
 
 MODELS = ("npc_dialogue", "npc_turn")
+FASTAPI_ROW = "fastapi, cached"  # the FastAPI baseline's /npc_turn: the same design by hand
 NPC_FILES = ("train_dialogue*.yaml", "heldout_dialogue.yaml")
 BODIES_PER_RUN = 3000  # distinct turns prepared per (model, clients) run
 MIN_NPCS, MIN_LINES = 50, 2000
@@ -105,8 +106,19 @@ def body(model: str, said: str, lines: list[str]) -> tuple[bytes, dict[str, str]
     return data, headers
 
 
-def closed_loop(url: str, model: str, turns: Turns, clients: int, seconds: float) -> dict:
+def json_body(said: str, lines: list[str]) -> tuple[bytes, dict[str, str]]:
+    """The FastAPI baseline's turn: {"query", "candidates"}."""
+    import json
+
+    data = json.dumps({"query": said, "candidates": lines}).encode()
+    return data, {"Content-Type": "application/json"}
+
+
+def closed_loop(
+    url: str, model: str, turns: Turns, clients: int, seconds: float, path: str | None = None
+) -> dict:
     host, port = url.rsplit(":", 1)
+    path = path or f"/v2/models/{model}/infer"
     opened: list[http.client.HTTPConnection] = []
 
     def make() -> Callable[[], None]:
@@ -115,7 +127,7 @@ def closed_loop(url: str, model: str, turns: Turns, clients: int, seconds: float
 
         def call() -> None:
             try:
-                connection.request("POST", f"/v2/models/{model}/infer", *turns.take())
+                connection.request("POST", path, *turns.take())
                 response = connection.getresponse()
                 answer = response.read()
             except BaseException:
@@ -184,8 +196,10 @@ def run_npc_turns(
     in_process_seconds: float,
     status: Callable[[str], Any],
     on_row: Callable[[dict], None] = lambda _: None,
+    baseline_url: str | None = None,
 ) -> dict:
-    """Every row of the comparison, the in-process limit and the ratios the targets use."""
+    """Every row of the comparison, the in-process limit and the ratios the targets use;
+    `baseline_url`: a running FastAPI baseline, measured with npc_turn's design."""
     npcs = npc_pool()
     with status("Reading the chat corpus for player lines"):
         pool = player_lines()
@@ -212,6 +226,16 @@ def run_npc_turns(
                         row["repeated_lines"] = None  # repeats are this scenario's point
                 rows.append(row)
                 on_row(row)
+    if baseline_url:
+        for clients in levels:
+            with status(f"realistic: FastAPI, npc_turn's design, {clients} clients"):
+                made = [json_body(next(cursor), rng.choice(npcs).texts)
+                        for _ in range(BODIES_PER_RUN)]  # fmt: skip
+                row = {"scenario": "realistic", "model": FASTAPI_ROW, "clients": clients,
+                       **closed_loop(baseline_url, "npc_turn", Turns(made), clients, seconds,
+                                     "/npc_turn")}  # fmt: skip
+            rows.append(row)
+            on_row(row)
     with status("In-process limit: npc_encoder on player lines"):
         limit = in_process_limit(repository, pool[-5000:], in_process_seconds)
     return {
@@ -233,6 +257,7 @@ def ratios(rows: list[dict], limit: list[dict], clients: int) -> dict[str, float
         find("npc_dialogue", clients),
         find("npc_turn", 1),
     )
+    fastapi = find(FASTAPI_ROW, clients)
     best = max((r["texts_per_s"] for r in limit if r["batch"] <= clients), default=None)
     return {
         "clients": clients,
@@ -243,6 +268,9 @@ def ratios(rows: list[dict], limit: list[dict], clients: int) -> dict[str, float
         if turn and best
         else None,
         "single_player_p50_ms": alone["p50_ms"] if alone else None,
+        "turn_over_fastapi_cached": round(turn["turns_per_s"] / fastapi["turns_per_s"], 2)
+        if turn and fastapi and fastapi["turns_per_s"]
+        else None,
     }
 
 
@@ -264,20 +292,30 @@ def run_npc_turns_bench(
 
     for model in (*MODELS, "npc_encoder"):
         version_dir(repository, model)  # a clear "run maas build" before anything starts
-    config = ServerConfig.on_free_ports(repository)
-    with status("Starting Triton"), TritonServer(config) as server:
-        _ = server
-        report = run_npc_turns(
-            repository,
-            config.http_url,
-            levels=levels,
-            seconds=seconds,
-            in_process_seconds=in_process_seconds,
-            status=status,
-            on_row=on_row,
-        )
-    report = {"machine": machine_description(), "seconds_per_point": seconds, **report}
+    from maas.bench.compare import start_fastapi, stop_service
+    from maas.server.config import free_ports
+
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"bench-npc-turns-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    config = ServerConfig.on_free_ports(repository)
+    (port,) = free_ports(1)
+    with status("Starting FastAPI"):
+        baseline = start_fastapi(repository, port, folder / f"bench-npc-turns-{stamp}-fastapi.log")
+    try:
+        with status("Starting Triton"), TritonServer(config):
+            report = run_npc_turns(
+                repository,
+                config.http_url,
+                levels=levels,
+                seconds=seconds,
+                in_process_seconds=in_process_seconds,
+                status=status,
+                on_row=on_row,
+                baseline_url=f"127.0.0.1:{port}",
+            )
+    finally:
+        stop_service(baseline)
+    report = {"machine": machine_description(), "seconds_per_point": seconds, **report}
+    path = folder / f"bench-npc-turns-{stamp}.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     return report, path
