@@ -262,7 +262,7 @@ def build(repository: Path, *, quick: bool = False) -> ModelCard:
     if settings["train_limit"]:
         train_x, train_y = train_x[: settings["train_limit"]], train_y[: settings["train_limit"]]
         card.data["train_images_used"] = len(train_x)
-    with timed(card, "terminalize"):
+    with timed(card, "typed digits"):
         rng = np.random.default_rng(1234)
         chosen = rng.random(len(train_x)) < TERMINAL_SHARE
         train_x = train_x.copy()
