@@ -339,6 +339,53 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r"Converting a tensor to a Python boolean")
 
 
+def derive_turn_models(repository: Path) -> ModelCard:
+    """npc_encoder and npc_turn from the newest npc_bert and npc_tokenizer, in seconds: for a
+    repository built before npc_turn existed (`maas build npc --derive`). Same weights, so the
+    same scores; no training, no evaluation."""
+    import json
+
+    import torch
+
+    started = time.perf_counter()
+    export = _export_module()
+    bert, tokens = (
+        latest_version_dir(repository / "npc_bert"),
+        latest_version_dir(repository / "npc_tokenizer"),
+    )
+    if bert is None or tokens is None:
+        raise BuildError(
+            "npc_bert and npc_tokenizer have no version to derive from: run `maas build npc`"
+        )
+    for name in ("npc_encoder", "npc_turn"):
+        if not (repository / name / "config.pbtxt").exists():
+            raise BuildError(f"{repository / name}/config.pbtxt is missing; the build fills it")
+    scripted = torch.jit.load(str(bert / "model.pt")).eval()
+    example = torch.ones((2, 16), dtype=torch.int64)
+    with torch.no_grad():
+        encoder = torch.jit.trace(
+            export.make_text_encoder(scripted.hidden_states), (example, torch.ones_like(example))
+        )
+    card_path = bert / "model_card.json"
+    card = ModelCard(model="npc_encoder", version=0, quick=False)
+    if card_path.exists():
+        card.metrics = json.loads(card_path.read_text()).get("metrics", {})
+    card.settings = {
+        "derived_from": f"npc_bert/{bert.name}",
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with staged_version(repository / "npc_encoder") as encoder_version:
+        encoder.save(str(encoder_version.path / "model.pt"))
+        card.write(encoder_version.path)
+    assert encoder_version.published is not None
+    card.version = int(encoder_version.published.name)
+    with staged_version(repository / "npc_turn") as turn:
+        export.write_turn_folder(turn.path, card.version, tokens)
+        card.write(turn.path)
+    card.timings_s["total"] = round(time.perf_counter() - started, 1)
+    return card
+
+
 def build(repository: Path, *, quick: bool = False, **overrides: Any) -> ModelCard:
     import torch
 

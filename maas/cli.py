@@ -183,14 +183,29 @@ def build(
     model: Annotated[str, typer.Argument(help="Recipe in build/ (e.g. mnist)")],
     quick: Annotated[bool, typer.Option(help="Small and fast, same code path (tests)")] = False,
     repository: RepositoryOption = None,
+    derive: Annotated[
+        bool,
+        typer.Option(
+            help="npc only: npc_encoder and npc_turn from the npc_bert you have, no training"
+        ),
+    ] = False,
 ) -> None:
     """Fetch data, train, evaluate and export a model as a new version folder."""
     import json
 
     from maas import recipes
 
+    if derive and model != "npc":
+        fail(f"--derive is for the npc recipe (npc_encoder and npc_turn), not {model!r}")
     recipe = recipes.load(model)
     target = repository or default_repository()
+    if derive:
+        card = recipe.derive_turn_models(target)
+        console.print(
+            f"[bold green]Derived npc_encoder and npc_turn version {card.version}[/] from "
+            f"{card.settings['derived_from']} in {card.timings_s['total']:.0f} s"
+        )
+        return
     console.print(f"[bold]Building {model}[/]{' (quick)' if quick else ''} into {target}")
     card = recipe.build(target, quick=quick)
     console.print_json(json.dumps(card.__dict__))

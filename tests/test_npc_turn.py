@@ -226,3 +226,34 @@ def test_chat_scores_name_the_example_that_matched(npc_server, tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"Bess: {INN[0]}" in result.stdout
     assert "via example 'somewhere to crash tonight?'" in " ".join(result.stdout.split())
+
+
+def test_derive_makes_the_turn_models_from_an_existing_npc_bert(npc_repository, tmp_path):
+    """A repository built before npc_turn existed: `maas build npc --derive` adds npc_encoder
+    and npc_turn from its npc_bert in seconds, with the same embeddings."""
+    import shutil
+
+    import torch
+
+    repository = tmp_path / "repo"
+    for name in ("npc_bert", "npc_tokenizer", "npc_dialogue", "npc_encoder", "npc_turn"):
+        (repository / name).mkdir(parents=True)
+        shutil.copy(npc_repository / name / "config.pbtxt", repository / name)
+    for name in ("npc_bert", "npc_tokenizer", "npc_dialogue"):
+        shutil.copytree(npc_repository / name / "1", repository / name / "1")
+    from maas.server.supervisor import _unbuilt_hint
+
+    assert "maas build npc --derive" in _unbuilt_hint(repository, "npc_turn")
+    result = maas("build", "npc", "--derive", "--repository", str(repository), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Derived npc_encoder and npc_turn version 1" in " ".join(result.stdout.split())
+    assert (repository / "npc_turn/1/encoder.json").read_text().strip().endswith('"version": 1}')
+    ids = torch.tensor([[101, 7592, 2045, 102, 0, 0], [101, 2129, 2172, 2003, 1037, 102]])
+    mask = (ids > 0).long()
+    derived = torch.jit.load(str(repository / "npc_encoder/1/model.pt"))
+    built = torch.jit.load(str(npc_repository / "npc_encoder/1/model.pt"))
+    with torch.inference_mode():
+        torch.testing.assert_close(derived(ids, mask), built(ids, mask), atol=1e-5, rtol=1e-5)
+
+    refused = maas("build", "mnist", "--derive", "--repository", str(repository), timeout=60)
+    assert refused.returncode == 1 and "--derive is for the npc recipe" in refused.stderr

@@ -87,8 +87,16 @@ def check_port_free(host: str, port: int) -> None:
 def _unbuilt_hint(repository: Path, name: str) -> str:
     model_dir = repository / name
     if model_dir.is_dir() and latest_version_dir(model_dir) is None:
+        if name in DERIVABLE and latest_version_dir(repository / "npc_bert") is not None:
+            return (
+                " (no version folder yet: `maas build npc --derive` makes it from the npc_bert "
+                "you have, in seconds)"
+            )
         return f" (no version folder yet: build it with `maas build {recipe_for(name)}`)"
     return ""
+
+
+DERIVABLE = ("npc_encoder", "npc_turn")  # a repository built before npc_turn existed
 
 
 class TritonServer:
