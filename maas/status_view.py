@@ -20,11 +20,15 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count / 2**10:.0f} KiB"
+
+
 def cache_line(cache: CacheStatus) -> str:
     rate = "-" if cache.hit_rate is None else f"{cache.hit_rate:.1%}"
     return (
         f"{cache.model} v{cache.version} line cache: {cache.entries:,} of {cache.max_entries:,} "
-        f"lines, {cache.bytes / 2**20:.1f} of {cache.max_bytes / 2**20:.0f} MiB; hit rate {rate} "
+        f"lines, {_size(cache.bytes)} of {_size(cache.max_bytes)}; hit rate {rate} "
         f"({cache.hits:,} hits, {cache.misses:,} misses, {cache.evictions:,} evicted)"
     )
 
