@@ -55,7 +55,7 @@ def report(
     vectors = embed(encoder, tokenizer, texts)
     lines = {npc.name: np.stack([vectors[t] for t in npc.texts]) for npc in npcs}
     top1 = reciprocal = 0.0
-    best_when_right, right_scores = [], []
+    best_when_right = []  # the right line's score where it ranked first
     for player, npc, answer in turns:
         row = lines[npc.name] @ vectors[player]
         rank = 1 + int((row > row[answer]).sum())
@@ -63,7 +63,6 @@ def report(
         reciprocal += 1 / rank
         if rank == 1:
             best_when_right.append(float(row[answer]))
-        right_scores.append(float(row[answer]) if rank == 1 else None)
     offtopic_best = [float((lines[npc.name] @ vectors[o]).max()) for npc in npcs for o in offtopic]
     found: dict[str, Any] = {
         "top1": round(top1 / len(turns), 4),
@@ -74,7 +73,7 @@ def report(
         "_offtopic_best": offtopic_best,
     }
     if threshold is not None:
-        right = sum(s is not None and s >= threshold for s in right_scores)
+        right = sum(s >= threshold for s in best_when_right)
         found["right_reply"] = round(right / len(turns), 4)
         found["offtopic_refused"] = round(
             sum(s < threshold for s in offtopic_best) / max(1, len(offtopic_best)), 4

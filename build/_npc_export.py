@@ -114,7 +114,8 @@ def make_text_encoder(hidden_states: Any):
 
 
 def encoder_to_torchscript(scorer: Any):
-    """The pair scorer's encoder alone, traced (no data-dependent control flow)."""
+    """The pair scorer's encoder alone, traced (no data-dependent control flow); `scorer` is
+    the eager pair scorer or npc_bert's TorchScript (both hold `hidden_states`)."""
     import torch
 
     example = torch.ones((2, 16), dtype=torch.int64)

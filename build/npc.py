@@ -360,12 +360,8 @@ def derive_turn_models(repository: Path) -> ModelCard:
     for name in ("npc_encoder", "npc_turn"):
         if not (repository / name / "config.pbtxt").exists():
             raise BuildError(f"{repository / name}/config.pbtxt is missing; the build fills it")
-    scripted = torch.jit.load(str(bert / "model.pt")).eval()
-    example = torch.ones((2, 16), dtype=torch.int64)
-    with torch.no_grad():
-        encoder = torch.jit.trace(
-            export.make_text_encoder(scripted.hidden_states), (example, torch.ones_like(example))
-        )
+    # The scripted pair scorer keeps its traced encoder as `hidden_states`, as the eager one does
+    encoder = export.encoder_to_torchscript(torch.jit.load(str(bert / "model.pt")))
     card_path = bert / "model_card.json"
     card = ModelCard(model="npc_encoder", version=0, quick=False)
     if card_path.exists():

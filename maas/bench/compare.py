@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,15 +80,15 @@ def in_process(repository: Path, data: Payloads, seconds: float) -> dict[str, li
         return lambda: models.mnist(IMAGE=images)
 
     return {
-        "mnist": [_time_calls(mnist_call(b), b, seconds) for b in (1, 2, 4, 8, 16, 32, 64)],
+        "mnist": [time_calls(mnist_call(b), b, seconds) for b in (1, 2, 4, 8, 16, 32, 64)],
         "npc_dialogue": [
-            _time_calls(npc_call(t), t * len(data.lines), seconds, turns=t)
+            time_calls(npc_call(t), t * len(data.lines), seconds, turns=t)
             for t in (*NPC_TURNS_IN_ISSUE_RANGE, *NPC_TURNS_BEYOND)
         ],
     }
 
 
-def _time_calls(call: Callable[[], None], items: int, seconds: float, **extra: int) -> dict:
+def time_calls(call: Callable[[], None], items: int, seconds: float, **extra: int) -> dict:
     call()  # warm-up: first calls compile and allocate
     latencies = []
     stop = time.perf_counter() + seconds
@@ -130,15 +131,7 @@ def triton_callers(
                 )
 
             return through_library
-        bodies = []
-        for tensors in variants:
-            body, json_size = httpclient.InferenceServerClient.generate_request_body(
-                tensors, outputs
-            )
-            headers = {"Content-Type": "application/octet-stream"}
-            if json_size is not None:
-                headers["Inference-Header-Content-Length"] = str(json_size)
-            bodies.append((body, headers))
+        bodies = [triton_body(tensors, outputs) for tensors in variants]
 
         def answered(response: http.client.HTTPResponse, answer: bytes) -> None:
             if response.status != 200:
@@ -150,7 +143,7 @@ def triton_callers(
             _check(result, output, size)
 
         host, port = url.rsplit(":", 1)
-        return _posting(host, int(port), f"/v2/models/{model}/infer", bodies, answered)
+        return posting(host, int(port), f"/v2/models/{model}/infer", bodies, answered)
 
     def strings(name: str, texts: list[str]) -> Any:
         tensor = httpclient.InferInput(name, [len(texts), 1], "BYTES")
@@ -168,24 +161,56 @@ def triton_callers(
     }
 
 
-def _posting(
+def triton_body(tensors: list, outputs: list) -> tuple[bytes, dict[str, str]]:
+    """An inference request as Triton's HTTP endpoint takes it (binary tensors), with headers."""
+    import tritonclient.http as httpclient
+
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(tensors, outputs)
+    headers = {"Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    return body, headers
+
+
+class SharedRequests:
+    """Requests handed out once each across all clients (a lock, a counter), instead of each
+    client cycling through the list: distinct work for every call of a run."""
+
+    def __init__(self, requests: list[tuple[bytes, dict[str, str]]]) -> None:
+        self.requests, self.next, self.lock, self.wrapped = requests, 0, threading.Lock(), 0
+
+    def take(self) -> tuple[bytes, dict[str, str]]:
+        with self.lock:
+            index = self.next
+            self.next += 1
+        if index >= len(self.requests):
+            self.wrapped += 1  # reported: the run used more requests than were prepared
+        return self.requests[index % len(self.requests)]
+
+
+def posting(
     host: str,
     port: int,
     path: str,
-    requests: list[tuple[bytes, dict[str, str]]],
+    requests: list[tuple[bytes, dict[str, str]]] | SharedRequests,
     answered: Callable[[http.client.HTTPResponse, bytes], None],
 ) -> Callable[[list], Callable[[], None]]:
     """The load generator's client for every server: one keep-alive http.client connection per
-    client, POSTing `requests` (body, headers) in turn; `answered` checks each reply."""
+    client, POSTing `requests` (body, headers): each client cycles through a list from its own
+    start, or all take from one SharedRequests; `answered` checks each reply."""
 
     def make(opened: list) -> Callable[[], None]:
-        turns = _from_own_start(requests, opened)
+        if isinstance(requests, SharedRequests):
+            take = requests.take
+        else:
+            turns = _from_own_start(requests, opened)
+            take = turns.__next__
         connection = http.client.HTTPConnection(host, port, timeout=120)
         opened.append(connection)
 
         def call() -> None:
             with _closed_on_error(connection):
-                connection.request("POST", path, *next(turns))
+                connection.request("POST", path, *take())
                 response = connection.getresponse()
                 answer = response.read()
             answered(response, answer)
@@ -253,7 +278,7 @@ def fastapi_callers(port: int, data: Payloads) -> dict[str, Callable[[list], Cal
             if response.status != 200 or len(json.loads(answer)[key]) != size:
                 raise MaasError(f"{path}: {response.status}")
 
-        return _posting("127.0.0.1", port, path, encoded, answered)
+        return posting("127.0.0.1", port, path, encoded, answered)
 
     turns = [{"query": said, "candidates": data.lines} for said in PLAYER_LINES]
     return {

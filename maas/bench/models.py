@@ -29,20 +29,22 @@ class Models:
     longest text, as a hand-written service would."""
 
     def __init__(self, repository: Path, *, pad_to_multiple_of: int | None = None) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
         import torch
         from tokenizers import Tokenizer
 
         torch.set_num_threads(THREADS)
-        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-        self.tf, self.torch = tf, torch
+        self.torch = torch
         bert = version_dir(repository, "npc_bert")
         tokens = version_dir(repository, "npc_tokenizer")
-        self.mnist = None  # a repository built for NPC benchmarks only may have no mnist
+        self.tf: Any = None  # TensorFlow only where there is an mnist to run (an NPC-only
+        self.mnist: Any = None  # repository, the NPC turns bench)
         if latest_version_dir(repository / "mnist") is not None:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(THREADS)
             saved = tf.saved_model.load(str(version_dir(repository, "mnist") / "model.savedmodel"))
-            self.mnist = saved.signatures["serving_default"]
+            self.tf, self.mnist = tf, saved.signatures["serving_default"]
         self.bert = torch.jit.load(str(bert / "model.pt")).eval()
         encoder = latest_version_dir(repository / "npc_encoder")
         self.encoder = torch.jit.load(str(encoder / "model.pt")).eval() if encoder else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import itertools
 import random
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from maas.bench.loadgen import run_closed_loop
-from maas.bench.models import THREADS, version_dir
+from maas.bench.compare import SharedRequests, load, posting, time_calls
+from maas.bench.models import Models, version_dir
 from maas.errors import MaasError
 from maas.paths import PROJECT_ROOT
 
@@ -67,23 +66,10 @@ def player_lines(seed: int = 0) -> list[str]:
     return lines
 
 
-class Turns:
-    """Prepared request bodies handed out once each across all clients (a lock, a counter)."""
-
-    def __init__(self, bodies: list[tuple[bytes, dict[str, str]]]) -> None:
-        self.bodies, self.next, self.lock, self.wrapped = bodies, 0, threading.Lock(), 0
-
-    def take(self) -> tuple[bytes, dict[str, str]]:
-        with self.lock:
-            index = self.next
-            self.next += 1
-        if index >= len(self.bodies):
-            self.wrapped += 1  # reported: a repeated line would be a cache hit for npc_dialogue
-        return self.bodies[index % len(self.bodies)]
-
-
 def body(model: str, said: str, lines: list[str]) -> tuple[bytes, dict[str, str]]:
     import tritonclient.http as httpclient
+
+    from maas.bench.compare import triton_body
 
     def strings(name: str, rows: list[list[str]]) -> Any:
         values = np.array([[t.encode() for t in row] for row in rows], dtype=object)
@@ -98,12 +84,7 @@ def body(model: str, said: str, lines: list[str]) -> tuple[bytes, dict[str, str]
             strings("QUERY", [[said]] * len(lines)),
             strings("CANDIDATE", [[x] for x in lines]),
         ]
-    outputs = [httpclient.InferRequestedOutput("SCORE", binary_data=True)]
-    data, json_size = httpclient.InferenceServerClient.generate_request_body(tensors, outputs)
-    headers = {"Content-Type": "application/octet-stream"}
-    if json_size is not None:
-        headers["Inference-Header-Content-Length"] = str(json_size)
-    return data, headers
+    return triton_body(tensors, [httpclient.InferRequestedOutput("SCORE", binary_data=True)])
 
 
 def json_body(said: str, lines: list[str]) -> tuple[bytes, dict[str, str]]:
@@ -115,40 +96,29 @@ def json_body(said: str, lines: list[str]) -> tuple[bytes, dict[str, str]]:
 
 
 def closed_loop(
-    url: str, model: str, turns: Turns, clients: int, seconds: float, path: str | None = None
+    url: str,
+    model: str,
+    made: list[tuple[bytes, dict[str, str]]],
+    clients: int,
+    seconds: float,
+    path: str = "",
 ) -> dict:
+    """The bench's generator and its http.client clients, every prepared turn sent once."""
     host, port = url.rsplit(":", 1)
+    turns = SharedRequests(made)
+
+    def answered(response: http.client.HTTPResponse, answer: bytes) -> None:
+        if response.status != 200:
+            raise MaasError(f"{model}: HTTP {response.status}: {answer[:200]!r}")
+
     path = path or f"/v2/models/{model}/infer"
-    opened: list[http.client.HTTPConnection] = []
-
-    def make() -> Callable[[], None]:
-        connection = http.client.HTTPConnection(host, int(port), timeout=120)
-        opened.append(connection)
-
-        def call() -> None:
-            try:
-                connection.request("POST", path, *turns.take())
-                response = connection.getresponse()
-                answer = response.read()
-            except BaseException:
-                connection.close()
-                raise
-            if response.status != 200:
-                raise MaasError(f"{model}: HTTP {response.status}: {answer[:200]!r}")
-
-        return call
-
-    try:
-        result = run_closed_loop(make, concurrency=clients, duration_s=seconds, warmup_s=1.0)
-    finally:
-        for connection in opened:
-            connection.close()
+    found = load(posting(host, int(port), path, turns, answered), clients, seconds, 1)
     return {
-        "turns_per_s": round(result.requests / result.duration_s, 1),
-        "p50_ms": round(result.percentile_ms(50), 1),
-        "p99_ms": round(result.percentile_ms(99), 1),
-        "errors": result.errors,
-        "turns": result.requests,
+        "turns_per_s": found["throughput"],
+        "p50_ms": found["p50_ms"],
+        "p99_ms": found["p99_ms"],
+        "errors": found["errors"],
+        "turns": found["requests"],
         "repeated_lines": turns.wrapped,
     }
 
@@ -156,34 +126,13 @@ def closed_loop(
 def in_process_limit(repository: Path, lines: list[str], seconds: float) -> list[dict]:
     """npc_encoder's TorchScript on player lines, tokenized as npc_turn does: texts per second
     at each batch size (one encoding per turn is the least a turn can cost)."""
-    import torch
-    from tokenizers import Tokenizer
-
-    torch.set_num_threads(THREADS)
-    encoder = torch.jit.load(str(version_dir(repository, "npc_encoder") / "model.pt")).eval()
-    tokenizer = Tokenizer.from_file(str(version_dir(repository, "npc_turn") / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=128)
-    tokenizer.enable_padding(pad_to_multiple_of=16)
-    rows = []
+    models = Models(repository, pad_to_multiple_of=16)  # tokenized as npc_turn does
     source = itertools.cycle(lines)
+    rows = []
     for batch in (1, 2, 4, 8, 16, 32):
-        latencies: list[float] = []
-        stop = time.perf_counter() + seconds
-        with torch.inference_mode():
-            while time.perf_counter() < stop or len(latencies) < 3:
-                texts = [next(source) for _ in range(batch)]
-                began = time.perf_counter()
-                found = tokenizer.encode_batch(texts)
-                encoder(
-                    torch.tensor([e.ids for e in found]),
-                    torch.tensor([e.attention_mask for e in found]),
-                )
-                latencies.append(time.perf_counter() - began)
-        rows.append({
-            "batch": batch,
-            "texts_per_s": round(batch * len(latencies) / sum(latencies), 1),
-            "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 2),
-        })  # fmt: skip
+        row = time_calls(lambda b=batch: models.embeddings([next(source) for _ in range(b)]),
+                         batch, seconds)  # fmt: skip
+        rows.append({"batch": batch, "texts_per_s": row["throughput"], "p50_ms": row["p50_ms"]})
     return rows
 
 
@@ -221,7 +170,7 @@ def run_npc_turns(
                     else:
                         made = [body(model, said, old_npc.texts) for said in OLD_SCENARIO_LINES]
                     row = {"scenario": scenario, "model": model, "clients": clients,
-                           **closed_loop(url, model, Turns(made), clients, seconds)}  # fmt: skip
+                           **closed_loop(url, model, made, clients, seconds)}  # fmt: skip
                     if scenario != "realistic":
                         row["repeated_lines"] = None  # repeats are this scenario's point
                 rows.append(row)
@@ -232,7 +181,7 @@ def run_npc_turns(
                 made = [json_body(next(cursor), rng.choice(npcs).texts)
                         for _ in range(BODIES_PER_RUN)]  # fmt: skip
                 row = {"scenario": "realistic", "model": FASTAPI_ROW, "clients": clients,
-                       **closed_loop(baseline_url, "npc_turn", Turns(made), clients, seconds,
+                       **closed_loop(baseline_url, "npc_turn", made, clients, seconds,
                                      "/npc_turn")}  # fmt: skip
             rows.append(row)
             on_row(row)
