@@ -18,6 +18,7 @@ from locust.exception import StopUser
 
 from maas_client.drawing import load_drawing_file, prepare, typed_digit_files
 from maas_client.npc_file import load_npcs
+from maas_client.player_profile import DRAW_WEIGHT, TALK_WEIGHT, THINK_TIME_S
 from maas_client.urls import normalize_url
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +69,8 @@ class TritonUser(User):
 
     abstract = True
     # A player reads the reply, thinks, types; MAAS_THINK_TIME=0 removes the pause (stress).
-    wait_time = constant(0) if os.environ.get("MAAS_THINK_TIME") == "0" else between(0.5, 2.0)
+    # `maas plan` sizes servers from the same profile.
+    wait_time = constant(0) if os.environ.get("MAAS_THINK_TIME") == "0" else between(*THINK_TIME_S)
 
     def on_start(self) -> None:
         if not self.host:
@@ -109,7 +111,7 @@ class TritonUser(User):
 class TalkingPlayer(TritonUser):
     """The player's line against the whole repertoire of one of the game's characters."""
 
-    weight = 3  # in play, people talk about three times as often as they draw a rune
+    weight = TALK_WEIGHT
 
     def on_start(self) -> None:
         super().on_start()
@@ -143,7 +145,7 @@ class TalkingPlayer(TritonUser):
 class DrawingPlayer(TritonUser):
     """One drawing per request, prepared on the client like the game does."""
 
-    weight = 1
+    weight = DRAW_WEIGHT
 
     def on_start(self) -> None:
         super().on_start()

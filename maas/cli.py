@@ -23,6 +23,7 @@ from maas.cli_common import (
     fail,
 )
 from maas.cli_models import register as register_model_commands
+from maas.cli_plan import register as register_plan_command
 from maas.errors import MaasError
 from maas.paths import default_repository
 from maas.server.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
@@ -787,6 +788,7 @@ def up(
 
 
 register_model_commands(app)  # add-model and its siblings, in maas/cli_models.py
+register_plan_command(app)  # maas/cli_plan.py
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ quick-built models, so the benchmark keeps working (figures come from full runs,
 from __future__ import annotations
 
 import json
+import math
 
 from maas.bench.compare import ray_available
 from tests.cli_calls import maas
@@ -35,6 +36,25 @@ def test_bench_smoke_measures_every_path_and_writes_json_and_plot(quick_reposito
     for row in report["served"]:
         assert row["errors"] == 0 and row["throughput"] > 0 and row["throughput_vs_inprocess"] > 0
         assert 0 <= row["client_cpu_cores"] <= 4
+    _plan_from(next(tmp_path.glob("bench-*.json")), report)
+
+
+def _plan_from(path, report: dict) -> None:
+    """`maas plan` on this real run: its figures, worked out here from the report by hand."""
+    players = 1000
+    result = maas(
+        "plan", "--players", str(players), "--bench", str(path), "--p99-ms", "1e6",
+        timeout=60, env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    npc = report["in_process"]["npc_dialogue"]["rows"][0]
+    triton = {r["model"]: r for r in report["served"] if r["server"] == "triton, dynamic batching"}
+    turns_s = triton["npc_dialogue"]["throughput"] / (npc["batch"] / npc["turns"])
+    load = players * 0.6 / (turns_s * 0.7) + players * 0.2 / (triton["mnist"]["throughput"] * 0.7)
+    text = " ".join(result.stdout.split())
+    assert f"all models (docker-compose.yml, deploy/k8s): {math.ceil(load):,} replicas" in text
+    assert f"{players * 0.6:,.0f}" in text and f"{players * 0.2:,.0f}" in text
 
 
 def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository, tmp_path):
