@@ -659,8 +659,10 @@ def _bench_npc_turns(
     console.print(
         f"At {ratios['clients']} clients, realistic: npc_turn / npc_dialogue "
         f"{ratios['turn_over_dialogue']}x; npc_turn / in-process limit "
-        f"{ratios['turn_over_in_process_limit']}; npc_turn / FastAPI with the same design "
-        f"{ratios['turn_over_fastapi_cached']}x; one player p50 {ratios['single_player_p50_ms']} ms"
+        f"{ratios['turn_over_in_process_limit']}; npc_turn / the same design in FastAPI "
+        f"{ratios['turn_over_fastapi_cached']}x, in Ray Serve {ratios['turn_over_ray_cached']}x; "
+        f"one player p50 {ratios['single_player_p50_ms']} ms. NPC lines were cached first "
+        f"({report['npc_lines_warmed']:,} lines, one turn per NPC), as after a game's first turns."
     )
     console.print(f"Raw figures: {path}")
 

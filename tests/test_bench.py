@@ -72,7 +72,12 @@ def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository,
     points = {(r["scenario"], r["model"]) for r in report["rows"]}
     expected = {(s, m) for s in ("realistic", "one NPC, 8 lines")
                 for m in ("npc_dialogue", "npc_turn")}  # fmt: skip
-    assert points == expected | {("realistic", "fastapi, cached")}
+    baselines = {("realistic", "fastapi, cached")}
+    if ray_available():
+        baselines.add(("realistic", "ray serve, cached"))
+        assert report["ratios"]["turn_over_ray_cached"] > 0
+    assert points == expected | baselines
+    assert report["npc_lines_warmed"] >= report["npcs"]
     for row in report["rows"]:
         assert row["errors"] == 0 and row["turns_per_s"] > 0, row
         if row["scenario"] == "realistic":

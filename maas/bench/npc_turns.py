@@ -11,11 +11,13 @@ in-process on player lines at the same batch sizes: one encoding per turn.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from maas.paths import PROJECT_ROOT
 
 MODELS = ("npc_dialogue", "npc_turn")
 FASTAPI_ROW = "fastapi, cached"  # the FastAPI baseline's /npc_turn: the same design by hand
+RAY_ROW = "ray serve, cached"  # Ray Serve's /npc_turn: the same design with @serve.batch
 NPC_FILES = ("train_dialogue*.yaml", "heldout_dialogue.yaml")
 BODIES_PER_RUN = 3000  # distinct turns prepared per (model, clients) run
 MIN_NPCS, MIN_LINES = 50, 2000
@@ -123,6 +126,25 @@ def closed_loop(
     }
 
 
+def warm_up(url: str, npcs: list[Any], path: str, make: Callable[..., tuple]) -> int:
+    """One turn per NPC before anything is timed, as a game server sees its content once
+    after it starts: every row then measures the steady state (NPC lines cached, the player's
+    line encoded), whatever order the rows run in. Returns the lines sent."""
+    host, port = url.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=120)
+    try:
+        for npc in npcs:
+            data, headers = make(npc.texts)
+            connection.request("POST", path, data, headers)
+            response = connection.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                raise MaasError(f"warm-up {path}: HTTP {response.status}: {answer[:200]!r}")
+    finally:
+        connection.close()
+    return sum(len(npc.texts) for npc in npcs)
+
+
 def in_process_limit(repository: Path, lines: list[str], seconds: float) -> list[dict]:
     """npc_encoder's TorchScript on player lines, tokenized as npc_turn does: texts per second
     at each batch size (one encoding per turn is the least a turn can cost)."""
@@ -145,10 +167,12 @@ def run_npc_turns(
     in_process_seconds: float,
     status: Callable[[str], Any],
     on_row: Callable[[dict], None] = lambda _: None,
-    baseline_url: str | None = None,
+    baselines: dict[str, Callable[[], AbstractContextManager[str]]] | None = None,
 ) -> dict:
     """Every row of the comparison, the in-process limit and the ratios the targets use;
-    `baseline_url`: a running FastAPI baseline, measured with npc_turn's design."""
+    `baselines`: row label -> a context that runs a baseline with npc_turn's design and gives
+    its address (each runs only for its own rows: an idle Ray still takes CPU)."""
+    baselines = baselines or {}
     npcs = npc_pool()
     with status("Reading the chat corpus for player lines"):
         pool = player_lines()
@@ -158,6 +182,9 @@ def run_npc_turns(
     cursor = iter(pool)
     rows: list[dict] = []
     old_npc = next(n for n in npcs if len(n.lines) >= 12)
+    with status("Warming the NPC line caches: one turn per NPC"):
+        warmed = warm_up(url, npcs, "/v2/models/npc_turn/infer",
+                         lambda texts: body("npc_turn", "hello", texts))  # fmt: skip
     for scenario in ("realistic", "one NPC, 8 lines"):
         for model in MODELS:
             for clients in levels:
@@ -175,21 +202,30 @@ def run_npc_turns(
                         row["repeated_lines"] = None  # repeats are this scenario's point
                 rows.append(row)
                 on_row(row)
-    if baseline_url:
-        for clients in levels:
-            with status(f"realistic: FastAPI, npc_turn's design, {clients} clients"):
-                made = [json_body(next(cursor), rng.choice(npcs).texts)
-                        for _ in range(BODIES_PER_RUN)]  # fmt: skip
-                row = {"scenario": "realistic", "model": FASTAPI_ROW, "clients": clients,
-                       **closed_loop(baseline_url, "npc_turn", made, clients, seconds,
-                                     "/npc_turn")}  # fmt: skip
-            rows.append(row)
-            on_row(row)
+    for label, running in baselines.items():
+        with status(f"Starting {label}"):
+            started = running()
+            address = started.__enter__()
+        try:
+            with status(f"Warming {label}'s line cache: one turn per NPC"):
+                warm_up(address, npcs, "/npc_turn", lambda texts: json_body("hello", texts))
+            for clients in levels:
+                with status(f"realistic: {label}, npc_turn's design, {clients} clients"):
+                    made = [json_body(next(cursor), rng.choice(npcs).texts)
+                            for _ in range(BODIES_PER_RUN)]  # fmt: skip
+                    row = {"scenario": "realistic", "model": label, "clients": clients,
+                           **closed_loop(address, label, made, clients, seconds,
+                                         "/npc_turn")}  # fmt: skip
+                rows.append(row)
+                on_row(row)
+        finally:
+            started.__exit__(None, None, None)
     with status("In-process limit: npc_encoder on player lines"):
         limit = in_process_limit(repository, pool[-5000:], in_process_seconds)
     return {
         "npcs": len(npcs),
         "player_lines_in_pool": len(pool),
+        "npc_lines_warmed": warmed,
         "rows": rows,
         "in_process_encoder": limit,
         "ratios": ratios(rows, limit, max(levels)),
@@ -206,7 +242,7 @@ def ratios(rows: list[dict], limit: list[dict], clients: int) -> dict[str, float
         find("npc_dialogue", clients),
         find("npc_turn", 1),
     )
-    fastapi = find(FASTAPI_ROW, clients)
+    fastapi, ray = find(FASTAPI_ROW, clients), find(RAY_ROW, clients)
     best = max((r["texts_per_s"] for r in limit if r["batch"] <= clients), default=None)
     return {
         "clients": clients,
@@ -219,6 +255,9 @@ def ratios(rows: list[dict], limit: list[dict], clients: int) -> dict[str, float
         "single_player_p50_ms": alone["p50_ms"] if alone else None,
         "turn_over_fastapi_cached": round(turn["turns_per_s"] / fastapi["turns_per_s"], 2)
         if turn and fastapi and fastapi["turns_per_s"]
+        else None,
+        "turn_over_ray_cached": round(turn["turns_per_s"] / ray["turns_per_s"], 2)
+        if turn and ray and ray["turns_per_s"]
         else None,
     }
 
@@ -241,29 +280,39 @@ def run_npc_turns_bench(
 
     for model in (*MODELS, "npc_encoder"):
         version_dir(repository, model)  # a clear "run maas build" before anything starts
-    from maas.bench.compare import start_fastapi, stop_service
+    from maas.bench.compare import ray_available, start_fastapi, start_ray, stop_service
     from maas.server.config import free_ports
 
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     config = ServerConfig.on_free_ports(repository)
-    (port,) = free_ports(1)
-    with status("Starting FastAPI"):
-        baseline = start_fastapi(repository, port, folder / f"bench-npc-turns-{stamp}-fastapi.log")
-    try:
-        with status("Starting Triton"), TritonServer(config):
-            report = run_npc_turns(
-                repository,
-                config.http_url,
-                levels=levels,
-                seconds=seconds,
-                in_process_seconds=in_process_seconds,
-                status=status,
-                on_row=on_row,
-                baseline_url=f"127.0.0.1:{port}",
-            )
-    finally:
-        stop_service(baseline)
+
+    def baseline(start: Callable, log: str) -> Callable[[], AbstractContextManager[str]]:
+        @contextlib.contextmanager
+        def running() -> Iterator[str]:
+            (port,) = free_ports(1)
+            process = start(repository, port, folder / f"bench-npc-turns-{stamp}-{log}.log")
+            try:
+                yield f"127.0.0.1:{port}"
+            finally:
+                stop_service(process)
+
+        return running
+
+    baselines = {FASTAPI_ROW: baseline(start_fastapi, "fastapi")}
+    if ray_available():
+        baselines[RAY_ROW] = baseline(start_ray, "ray")
+    with status("Starting Triton"), TritonServer(config):
+        report = run_npc_turns(
+            repository,
+            config.http_url,
+            levels=levels,
+            seconds=seconds,
+            in_process_seconds=in_process_seconds,
+            status=status,
+            on_row=on_row,
+            baselines=baselines,
+        )
     report = {"machine": machine_description(), "seconds_per_point": seconds, **report}
     path = folder / f"bench-npc-turns-{stamp}.json"
     path.write_text(json.dumps(report, indent=1) + "\n")

@@ -1,6 +1,9 @@
 """Ray Serve with `@serve.batch` around the same model files, as `maas bench`'s (e): what a team
 picks when it wants batching without Triton. JSON over HTTP, like the FastAPI baseline.
 
+`/npc_turn` is npc_turn's design, as FastAPI's /npc_turn: NPC line embeddings cached, the
+player's line encoded, turns batched by `@serve.batch` like npc_encoder's dynamic batcher.
+
 Run: python -m maas.bench.ray_app --repository model_repository --port 8600   (Ctrl-C stops Ray)
 """
 
@@ -9,10 +12,13 @@ from __future__ import annotations
 import argparse
 import signal
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+CACHE_LINES = 65536  # as the FastAPI baseline's /npc_turn and npc_turn's entry bound
 
 
 def batching_like_triton(repository: Path, model: str) -> tuple[int, float]:
@@ -20,6 +26,8 @@ def batching_like_triton(repository: Path, model: str) -> tuple[int, float]:
     and waits no longer than Triton does: the comparison is of serving paths, not settings."""
     from maas.model_config import read_config
 
+    if not (repository / model / "config.pbtxt").exists():
+        return 1, 0.0  # not in this repository (an NPC-only one): never called
     config = read_config(repository / model / "config.pbtxt")
     delay_us = int(config.get("dynamic_batching", {}).get("max_queue_delay_microseconds", 0))
     return int(config.get("max_batch_size", 1)), delay_us / 1e6
@@ -34,6 +42,7 @@ def build_app(repository: Path) -> Any:
     from maas.bench.compare import payloads  # the repertoire every client sends
 
     turns_per_batch = max(1, pairs // len(payloads().lines))
+    texts, encoder_wait = batching_like_triton(repository, "npc_encoder")
 
     @serve.deployment(num_replicas=1, max_ongoing_requests=256)
     class GameModels:
@@ -41,6 +50,7 @@ def build_app(repository: Path) -> Any:
             from maas.bench.models import Models
 
             self.models = Models(Path(repository))
+            self.lines: OrderedDict[str, np.ndarray] = OrderedDict()
 
         @serve.batch(max_batch_size=mnist_batch, batch_wait_timeout_s=mnist_wait)
         async def digits(self, images: list[np.ndarray]) -> list[list[float]]:
@@ -57,8 +67,27 @@ def build_app(repository: Path) -> Any:
                 scores = scores[len(texts) :]
             return answers
 
+        @serve.batch(max_batch_size=texts, batch_wait_timeout_s=encoder_wait)
+        async def cached_turns(self, turns: list[tuple[str, list[str]]]) -> list[list[float]]:
+            """npc_turn's design: NPC line embeddings kept (LRU), player lines encoded."""
+            known = {c: self.lines[c] for _, lines in turns for c in lines if c in self.lines}
+            for text in known:
+                self.lines.move_to_end(text)
+            new = list(dict.fromkeys(c for _, lines in turns for c in lines if c not in known))
+            vectors = self.models.embeddings([query for query, _ in turns] + new)
+            for text, vector in zip(new, vectors[len(turns) :], strict=True):
+                known[text] = self.lines[text] = vector
+            while len(self.lines) > CACHE_LINES:
+                self.lines.popitem(last=False)
+            return [
+                (np.stack([known[c] for c in lines]) @ vectors[i]).tolist()
+                for i, (_, lines) in enumerate(turns)
+            ]
+
         async def __call__(self, request: Request) -> dict[str, list[float]]:
             body = await request.json()
+            if request.url.path.rstrip("/").endswith("npc_turn"):
+                return {"scores": await self.cached_turns((body["query"], body["candidates"]))}
             if request.url.path.rstrip("/").endswith("mnist"):
                 image = np.asarray(body["image"], np.float32)
                 return {"probabilities": await self.digits(image)}
