@@ -1,10 +1,12 @@
 """The Kubernetes deployment files under deploy/k8s, read the way the tests need them: rendered
 by kustomize, and the PromQL they contain (alerts, prometheus-adapter rules), so that other
-tests can check every metric name against a real Triton's /metrics."""
+tests can check every metric name against a real Triton's /metrics. The same for
+docker-compose.yml's observability files in deploy/observability (dashboards, alerts)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import subprocess
 from typing import Any
@@ -76,4 +78,41 @@ def k8s_promql() -> list[str]:
             for template, value in ADAPTER_TEMPLATE.items():
                 query = query.replace(template, value)
             queries += [rule["seriesQuery"], query]
+    return list(dict.fromkeys(queries))  # once each, in file order
+
+
+OBSERVABILITY = PROJECT_ROOT / "deploy" / "observability"
+DASHBOARDS = OBSERVABILITY / "grafana" / "dashboards"
+# What Grafana puts in place of the dashboard's variables: plain PromQL that Prometheus runs.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$model": ".+"}
+
+
+def dashboard_targets() -> list[tuple[str, str]]:
+    """(dashboard file name, expr) of every query target in deploy/observability's Grafana
+    dashboards, rows' nested panels included, as written (Grafana variables unreplaced)."""
+    found = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        stack = list(json.loads(path.read_text())["panels"])
+        while stack:
+            panel = stack.pop(0)
+            stack += panel.get("panels", [])
+            found += [(path.name, t["expr"]) for t in panel.get("targets", []) if "expr" in t]
+    return found
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """The Prometheus alerting rules of docker-compose.yml's observability profile."""
+    groups = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def observability_promql() -> list[str]:
+    """Every PromQL expression in deploy/observability: the Grafana dashboards' queries with
+    their variables filled in (GRAFANA_VARIABLES), then the alert rules' expressions."""
+    queries = []
+    for _, expr in dashboard_targets():
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        queries.append(expr)
+    queries += [rule["expr"] for rule in alert_rules()]
     return list(dict.fromkeys(queries))  # once each, in file order
