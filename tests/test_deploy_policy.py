@@ -1,0 +1,93 @@
+"""A policy scan (checkov) of the rendered Kubernetes manifests and the Dockerfiles: no failed
+check, and every skipped one says why where it is skipped and in docs/deploy.md.
+
+checkov pins its own dependencies (boto3, an old packaging, ...), so it gets a virtualenv of
+its own in the cache, outside the project's, made once (about a minute).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maas.paths import PROJECT_ROOT, cache_root
+
+CHECKOV = "checkov==3.3.30"
+VARIANTS = ["overlays/gpu", "overlays/cpu", "overlays/minio", "kserve"]
+DOCKERFILES = sorted((PROJECT_ROOT / "docker").glob("*Dockerfile"))
+
+
+@pytest.fixture(scope="module")
+def checkov() -> Path:
+    venv = cache_root() / "tools" / CHECKOV.replace("==", "-")
+    binary = venv / "bin" / "checkov"
+    if not binary.exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, CHECKOV], check=True, timeout=900)
+    return binary
+
+
+def scan(checkov: Path, framework: str, path: Path) -> dict:
+    run = subprocess.run(
+        [str(checkov), "--framework", framework, "--file", str(path), "--output", "json",
+         "--compact", "--skip-download"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode in (0, 1), run.stderr[-2000:]
+    found = json.loads(run.stdout or "{}")
+    reports = found if isinstance(found, list) else [found]
+    results = {"failed_checks": [], "skipped_checks": [], "passed_checks": []}
+    for report in reports:
+        for key in results:
+            results[key] += report.get("results", {}).get(key, [])
+    return results
+
+
+def rendered(variant: str, folder: Path) -> Path:
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl (its built-in kustomize renders deploy/k8s) is not installed")
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(PROJECT_ROOT / "deploy" / "k8s" / variant)],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    path = folder / f"{variant.replace('/', '-')}.yaml"
+    path.write_text(out)
+    return path
+
+
+def documented_skips() -> set[str]:
+    text = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    return set(re.findall(r"CKV2?_[A-Z0-9]+_\d+", text))
+
+
+def _failed(results: dict) -> list[str]:
+    return [f"{c['check_id']} {c['check_name']} ({c['resource']})"
+            for c in results["failed_checks"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_manifests_pass_the_policy_scan(checkov, variant, tmp_path):
+    results = scan(checkov, "kubernetes", rendered(variant, tmp_path))
+    assert results["passed_checks"], "checkov checked nothing"
+    assert not _failed(results), "\n".join(_failed(results))
+    for skipped in results["skipped_checks"]:
+        assert len(skipped["check_result"].get("suppress_comment", "").strip()) > 10, skipped
+        assert skipped["check_id"] in documented_skips(), f"{skipped['check_id']} not in docs"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_pass_the_policy_scan(checkov, dockerfile):
+    results = scan(checkov, "dockerfile", dockerfile)
+    assert results["passed_checks"], "checkov checked nothing"
+    assert not _failed(results), "\n".join(_failed(results))
+    for skipped in results["skipped_checks"]:
+        assert len(skipped["check_result"].get("suppress_comment", "").strip()) > 10, skipped
+        assert skipped["check_id"] in documented_skips(), f"{skipped['check_id']} not in docs"
