@@ -71,6 +71,12 @@ def plan(
             f"  {m.work}: {m.point.model} ({m.point.scenario}) from {m.point.source.name}",
             highlight=False,
         )
+    if any(m.point.scenario.startswith("one NPC") for m in result.models):
+        console.print(
+            "[yellow]Talk was measured with one NPC and eight player lines, which flatters it "
+            "(they de-duplicate in merged batches): add a `maas bench --npc-turns` report.",
+            highlight=False,
+        )
     machines = result.machines
     console.print(f"Machine kind: {' | '.join(machines)} (one replica each).", highlight=False)
     if len(machines) > 1:

@@ -55,6 +55,7 @@ def _plan_from(path, report: dict) -> None:
     text = " ".join(result.stdout.split())
     assert f"all models (docker-compose.yml, deploy/k8s): {math.ceil(load):,} replicas" in text
     assert f"{players * 0.6:,.0f}" in text and f"{players * 0.2:,.0f}" in text
+    assert "one NPC and eight player lines, which flatters it" in text
 
 
 def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository, tmp_path):
