@@ -151,7 +151,7 @@ def make_plan(
 ) -> Plan:
     if players < 1:
         raise MaasError(f"--players must be at least 1, not {players}")
-    if not 0 <= headroom < 1:
+    if not 0 <= headroom <= 0.9:
         raise MaasError(f"--headroom is the share of capacity kept free: 0 to 0.9, not {headroom}")
     if not reports:
         raise MaasError(

@@ -151,3 +151,30 @@ def test_key_command_creates_the_file_once_and_shows_it(tmp_path):
     assert first.returncode == 0 and str(tmp_path / "admin.key") in first.stdout
     shown = maas("key", "--show", env=env)
     assert shown.stdout.strip().splitlines()[-1] == (tmp_path / "admin.key").read_text().strip()
+
+
+def test_model_code_does_not_inherit_the_key_from_the_environment(tmp_path, monkeypatch):
+    """A container hands `maas serve` its key as MAAS_ADMIN_KEY (deploy/k8s/overlays/cpu);
+    Triton gets it on its command line, and the models' stub processes never see it."""
+    from maas.server import TritonServer
+
+    marker = tmp_path / "seen"
+    config, files = upload(str(marker))
+    model = tmp_path / "repository" / MODEL
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_bytes(
+        files["file:1/model.py"].replace(
+            b"str(os.getuid())", b"repr(os.environ.get('MAAS_ADMIN_KEY'))"
+        )
+    )
+    spec = json.loads(config)
+    (model / "config.pbtxt").write_text(
+        f'name: "{MODEL}"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        'output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+    )
+    assert spec["backend"] == "python"
+    monkeypatch.setenv("MAAS_ADMIN_KEY", "from-the-environment")
+    with TritonServer(ServerConfig.on_free_ports(tmp_path / "repository")) as server:
+        assert server.config.admin_key == "from-the-environment"  # still the server's key
+        assert marker.read_text() == "None"

@@ -146,7 +146,9 @@ class TritonServer:
             check_port_free(cfg.host, port)
         install = find_triton()
         backend_dir = assemble_backend_dir(install)
-        env = dict(os.environ)
+        # The key reaches Triton on its command line only: model code in the stubs inherits
+        # this environment, and has no business with the key a container passed us in it.
+        env = {k: v for k, v in os.environ.items() if k != "MAAS_ADMIN_KEY"}
         # The Python backend stub finds packages through the first python3 on PATH.
         env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         # The wheel's own libraries, and the directory holding this Python's libpython, which
