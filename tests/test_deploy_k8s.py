@@ -33,6 +33,7 @@ CRDS = {
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 COMPOSE_LINE = COMPOSE["services"]["triton"]["command"][0]
 HEALTH = {"/v2/health/live", "/v2/health/ready"}
+REGISTRY = "registry.example.com"  # the overlays' `images:` placeholder, to be replaced
 
 
 def render(variant: str) -> tuple[dict[str, Any], ...]:
@@ -134,6 +135,47 @@ def test_custom_resources_say_what_their_operators_need():
     ]
 
 
+def test_no_service_is_scraped_by_two_service_monitors():
+    """base/ and kserve/ both label their metrics Service app.kubernetes.io/name: triton (for
+    job="triton"); deployed side by side, each ServiceMonitor must select its own Service only,
+    or Prometheus scrapes the same pods twice and every rate doubles."""
+    docs = render("base") + render("kserve")
+    services = of_kind(docs, "Service")
+    monitors = of_kind(docs, "ServiceMonitor")
+    assert len(services) == len(monitors) == 2
+    for monitor in monitors:
+        selector = monitor["spec"]["selector"]["matchLabels"].items()
+        selected = [s for s in services if selector <= s["metadata"]["labels"].items()]
+        assert len(selected) == 1, (monitor["metadata"]["name"], selected)
+
+
+@pytest.mark.parametrize("variant", TRITON_VARIANTS)
+def test_every_variant_has_a_disruption_budget_and_the_alerts_on_its_pods(variant):
+    docs = render(variant)
+    (pdb,) = of_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    selector = pdb["spec"]["selector"]["matchLabels"].items()
+    if variant == "kserve":  # KServe labels the predictor pods with the InferenceService's name
+        (isvc,) = of_kind(docs, "InferenceService")
+        assert dict(selector) == {"serving.kserve.io/inferenceservice": isvc["metadata"]["name"]}
+    else:
+        (triton,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "triton"]
+        assert selector <= triton["spec"]["template"]["metadata"]["labels"].items()
+    (rules,) = of_kind(docs, "PrometheusRule")
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    (service,) = [
+        s for s in of_kind(docs, "Service")
+        if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]  # fmt: skip
+    job = service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+    exprs = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]
+    assert exprs and all(f'job="{job}"' in expr for expr in exprs)
+    # The claim the pods read the repository from (storage/, shared by base/ and kserve/);
+    # the minio variant reads the bucket instead.
+    claims = [c["metadata"]["name"] for c in of_kind(docs, "PersistentVolumeClaim")]
+    assert ("maas-model-repository" in claims) == (variant != "overlays/minio"), claims
+
+
 @pytest.mark.parametrize("variant", [*TRITON_VARIANTS, "base"])
 def test_every_pod_runs_non_root_on_a_read_only_root_with_health_probes(variant):
     for name, spec in pod_specs(render(variant)):
@@ -177,13 +219,19 @@ def test_gpu_variants_take_one_gpu_and_the_cpu_variant_none(variant):
 
 
 def test_triton_images_are_the_24_10_release_compose_and_the_dockerfile_use():
+    """The images compose builds, under the placeholder registry every variant names: a bare
+    name would be pulled from docker.io (imagePullPolicy Always), where it does not exist."""
     dockerfile = (PROJECT_ROOT / "docker" / "Dockerfile").read_text()
     assert f"nvcr.io/nvidia/tritonserver:{TRITON_TAG}-py3" in dockerfile
     assert COMPOSE["services"]["triton"]["image"] == f"maas-triton:{TRITON_TAG}"
     images = [c["image"] for v in GPU_VARIANTS for c in triton_containers(render(v))]
-    assert images and all(image == f"maas-triton:{TRITON_TAG}" for image in images), images
+    assert images and all(image == f"{REGISTRY}/maas-triton:{TRITON_TAG}" for image in images)
     (cpu,) = triton_containers(render("overlays/cpu"))
-    assert cpu["image"].startswith("maas-cpu:") and "triton" not in cpu["image"]
+    assert cpu["image"] == f"{REGISTRY}/{COMPOSE['services']['triton-cpu']['image']}"
+    assert cpu["image"] == f"{REGISTRY}/maas-triton-cpu:0.1.0"
+    for variant in TRITON_VARIANTS:
+        for container in triton_containers(render(variant)):
+            assert container["imagePullPolicy"] == "Always", variant
 
 
 @pytest.mark.parametrize("variant", ["overlays/gpu", "overlays/minio", "kserve"])
@@ -204,7 +252,8 @@ def test_triton_runs_composes_command_line(variant):
     assert "--model-control-mode" not in line and "--load-model" not in line
     expected = {
         "overlays/gpu": compose,
-        "overlays/minio": compose.replace("/models", "s3://minio:9000/models").replace(
+        "overlays/minio": "find /var/cache/models -mindepth 1 -delete && "
+        + compose.replace("/models", "s3://minio:9000/models").replace(
             "exec tritonserver",
             'export AWS_ACCESS_KEY_ID="$(cat /run/model-store/AWS_ACCESS_KEY_ID)" && '
             'export AWS_SECRET_ACCESS_KEY="$(cat /run/model-store/AWS_SECRET_ACCESS_KEY)" && '
