@@ -560,6 +560,9 @@ def bench(
             help="Only NPC talk: npc_turn against npc_dialogue on many NPCs and distinct lines",
         ),
     ] = False,
+    ray: Annotated[
+        bool, typer.Option(help="Measure the Ray Serve baseline too (about 30 s to start)")
+    ] = True,
 ) -> None:
     """In-process limit, Triton with and without dynamic batching, FastAPI and Ray Serve
     baselines, for mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/.
@@ -574,6 +577,7 @@ def bench(
             seconds,
             in_process_seconds,
             reports or PROJECT_ROOT / "reports",
+            ray=ray,
         )
         return
 
@@ -590,6 +594,7 @@ def bench(
         tritonclient=tritonclient,
         status=console.status,
         on_row=print_row,
+        ray=ray,
     )
     report, path, picture, machine = run.report, run.json_path, run.plot_path, run.report["machine"]
     for note in run.notes:
@@ -622,7 +627,13 @@ def bench(
 
 
 def _bench_npc_turns(
-    repository: Path, levels: list[int], seconds: float, in_process_s: float, folder: Path
+    repository: Path,
+    levels: list[int],
+    seconds: float,
+    in_process_s: float,
+    folder: Path,
+    *,
+    ray: bool,
 ) -> None:
     from maas.bench.npc_turns import run_npc_turns_bench
 
@@ -638,6 +649,7 @@ def _bench_npc_turns(
         folder=folder,
         status=console.status,
         on_row=print_row,
+        ray=ray,
     )
     console.print(report["machine"])
     console.print(

@@ -59,11 +59,12 @@ def _plan_from(path, report: dict) -> None:
 
 
 def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository, tmp_path):
-    """Both NPC paths, both scenarios, the in-process limit: every turn answered, no player line
-    sent twice in the realistic scenario, a table that reads at 80 columns."""
+    """Both NPC paths, both scenarios, the FastAPI baseline, the in-process limit: every turn
+    answered, no player line sent twice in the realistic scenario, a table that reads at 80
+    columns. (Ray Serve's /npc_turn is left to full runs: docs/benchmarks.md.)"""
     result = maas(
         "bench", "--npc-turns", "--repository", str(npc_repository), "--concurrency", "2",
-        "--seconds", "1", "--in-process-seconds", "0.1", "--reports", str(tmp_path),
+        "--seconds", "1", "--in-process-seconds", "0.1", "--reports", str(tmp_path), "--no-ray",
         timeout=600, env={"COLUMNS": "80"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -73,11 +74,9 @@ def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository,
     points = {(r["scenario"], r["model"]) for r in report["rows"]}
     expected = {(s, m) for s in ("realistic", "one NPC, 8 lines")
                 for m in ("npc_dialogue", "npc_turn")}  # fmt: skip
-    baselines = {("realistic", "fastapi, cached")}
-    if ray_available():
-        baselines.add(("realistic", "ray serve, cached"))
-        assert report["ratios"]["turn_over_ray_cached"] > 0
-    assert points == expected | baselines
+    # --no-ray: Ray takes 30-40 s to start and the other smoke already starts it
+    assert points == expected | {("realistic", "fastapi, cached")}
+    assert report["ratios"]["turn_over_ray_cached"] is None
     assert report["npc_lines_warmed"] >= report["npcs"]
     for row in report["rows"]:
         assert row["errors"] == 0 and row["turns_per_s"] > 0, row

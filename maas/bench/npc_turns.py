@@ -271,6 +271,7 @@ def run_npc_turns_bench(
     folder: Path,
     status: Callable[[str], Any],
     on_row: Callable[[dict], None] = lambda _: None,
+    ray: bool = True,
 ) -> tuple[dict, Path]:
     """A Triton on free ports over `repository`, the comparison, and its JSON file."""
     import json
@@ -300,7 +301,7 @@ def run_npc_turns_bench(
         return running
 
     baselines = {FASTAPI_ROW: baseline(start_fastapi, "fastapi")}
-    if ray_available():
+    if ray and ray_available():
         baselines[RAY_ROW] = baseline(start_ray, "ray")
     with status("Starting Triton"), TritonServer(config):
         report = run_npc_turns(

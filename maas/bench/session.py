@@ -50,6 +50,7 @@ def run_bench(
     in_process_seconds: float,
     folder: Path,
     tritonclient: bool = False,
+    ray: bool = True,
     status: Status = lambda _: contextlib.nullcontext(),
     on_row: Callable[[dict], None] = lambda _: None,
 ) -> BenchRun:
@@ -102,7 +103,9 @@ def run_bench(
             b.stop_service(process)
 
     measure_baseline("fastapi + uvicorn", b.start_fastapi, "fastapi", "Starting FastAPI")
-    if b.ray_available():
+    if not ray:
+        notes.append("Ray Serve skipped (--no-ray)")
+    elif b.ray_available():
         measure_baseline(
             "ray serve, @serve.batch", b.start_ray, "ray", "Starting Ray Serve (takes a while)"
         )
