@@ -389,3 +389,25 @@ def test_the_promql_helper_returns_filled_in_queries():
     for query in queries:
         assert "<<" not in query and query.count("(") == query.count(")"), query
         assert re.search(r"\bnv_[a-z_]+", query), query
+
+
+def test_cpu_variant_flags_are_ones_maas_serve_accepts_on_the_container_ports():
+    """The overlay's `maas serve ...` parsed by the real command (an unknown or misspelt flag
+    raises, as it would in the pod), its ports those the container and Service declare."""
+    import shlex
+
+    import typer
+
+    from maas.cli import app
+
+    ((_, spec),) = pod_specs(render("overlays/cpu"))
+    (container,) = spec["containers"]
+    words = shlex.split(shell_line(container).split("exec maas serve", 1)[1])
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    params = serve.make_context("serve", words).params
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert (params["http_port"], params["grpc_port"], params["metrics_port"]) == (
+        ports["http"], ports["grpc"], ports["metrics"],
+    )  # fmt: skip
+    assert params["host"] == params["metrics_host"] == "0.0.0.0"
+    assert not params["model_control"]
