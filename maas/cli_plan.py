@@ -71,6 +71,8 @@ def plan(
             f"  {m.work}: {m.point.model} ({m.point.scenario}) from {m.point.source.name}",
             highlight=False,
         )
+    for folder in sorted({str(m.point.source.resolve().parent) for m in result.models}):
+        console.print(f"  (reports in {folder})", highlight=False)
     if any(m.point.scenario.startswith("one NPC") for m in result.models):
         console.print(
             "[yellow]Talk was measured with one NPC and eight player lines, which flatters it "

@@ -135,7 +135,8 @@ def best_point(points: list[BenchPoint], sources: tuple, p99_budget_ms: float) -
             fastest = min(measured, key=lambda p: p.p99_ms)
             raise MaasError(
                 f"no {model} load level in the bench keeps p99 within {p99_budget_ms:g} ms "
-                f"(best: {fastest.p99_ms:g} ms at {fastest.clients} clients, "
+                f"(best: {fastest.p99_ms:g} ms at {fastest.clients} "
+                f"client{'s' if fastest.clients != 1 else ''}, "
                 f"{fastest.source.name}): raise --p99-ms, or bench a faster machine"
             )
         return max(fitting, key=lambda p: p.per_s)
