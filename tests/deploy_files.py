@@ -26,6 +26,7 @@ VARIANTS = [
     "base",
     "prometheus-adapter",
 ]
+TRITON_VARIANTS = VARIANTS[:4]
 # What prometheus-adapter's templates become for a request about some pods of one namespace.
 ADAPTER_TEMPLATE = {
     "<<.LabelMatchers>>": 'namespace="maas",pod=~"triton-.*"',
@@ -38,13 +39,18 @@ def kubectl() -> str | None:
 
 
 @functools.cache
-def render(variant: str) -> tuple[dict[str, Any], ...]:
-    """`kubectl kustomize deploy/k8s/<variant>` as parsed documents (cached: never mutate)."""
-    out = subprocess.run(
+def kustomize(variant: str) -> str:
+    """`kubectl kustomize deploy/k8s/<variant>`: the manifests as a user applies them."""
+    return subprocess.run(
         ["kubectl", "kustomize", str(K8S / variant)],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
-    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+@functools.cache
+def render(variant: str) -> tuple[dict[str, Any], ...]:
+    """kustomize(variant) as parsed documents (cached: never mutate)."""
+    return tuple(doc for doc in yaml.safe_load_all(kustomize(variant)) if doc)
 
 
 def adapter_rules() -> dict[str, list[dict[str, Any]]]:

@@ -16,12 +16,18 @@ import yaml
 
 from maas.paths import PROJECT_ROOT
 from maas_client.admin_key import ADMIN_APIS, HEADER
-from tests.deploy_files import ADAPTER_TEMPLATE, VARIANTS, adapter_rules, k8s_promql, kubectl
+from tests.deploy_files import (
+    ADAPTER_TEMPLATE,
+    TRITON_VARIANTS,
+    VARIANTS,
+    adapter_rules,
+    k8s_promql,
+    kubectl,
+)
 from tests.deploy_files import render as _render
 
 KUBERNETES = "1.31.0"  # a release kubernetes_validate has schemas for, supported by clouds today
 TRITON_TAG = "24.10"  # NGC's release with Triton 2.51, the server inside nvidia-pytriton
-TRITON_VARIANTS = ["overlays/gpu", "overlays/cpu", "overlays/minio", "kserve"]
 GPU_VARIANTS = ["overlays/gpu", "overlays/minio", "kserve"]
 # Custom resources kubernetes_validate has no schema for: checked field by field below.
 CRDS = {

@@ -8,15 +8,13 @@ Run: MAAS_BENCH_REPOSITORY=model_repository uvicorn maas.bench.fastapi_app:app -
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from maas.bench.models import Models
+from maas.bench.models import LineCache, Models
 from maas.errors import MaasError
 
 REPOSITORY = Path(os.environ.get("MAAS_BENCH_REPOSITORY", "model_repository"))
@@ -33,16 +31,15 @@ class Turn(BaseModel):
 
 app = FastAPI(title="maas bench baseline")
 models: Models | None = None
-CACHE_LINES = 65536
-line_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-cache_lock = threading.Lock()
+line_cache: LineCache | None = None
 
 
 @app.on_event("startup")
 def load() -> None:
-    global models
+    global models, line_cache
     try:
         models = Models(REPOSITORY)
+        line_cache = LineCache(models)
     except MaasError as error:
         raise SystemExit(str(error)) from None
 
@@ -63,20 +60,9 @@ def npc(turn: Turn) -> dict[str, list[float]]:
 
 @app.post("/npc_turn")
 def npc_turn(turn: Turn) -> dict[str, list[float]]:
-    assert models is not None
-    with cache_lock:
-        known = {c: line_cache[c] for c in turn.candidates if c in line_cache}
-        for text in known:
-            line_cache.move_to_end(text)
-    new = list(dict.fromkeys(c for c in turn.candidates if c not in known))
-    vectors = models.embeddings([turn.query, *new])
-    with cache_lock:
-        for text, vector in zip(new, vectors[1:]):
-            known[text] = line_cache[text] = vector
-        while len(line_cache) > CACHE_LINES:
-            line_cache.popitem(last=False)
-    lines = np.stack([known[c] for c in turn.candidates])
-    return {"scores": (lines @ vectors[0]).tolist()}
+    assert line_cache is not None
+    (scores,) = line_cache.scores([(turn.query, turn.candidates)])
+    return {"scores": scores.tolist()}
 
 
 @app.get("/health")

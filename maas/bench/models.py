@@ -4,6 +4,8 @@ the in-process limit (a), the FastAPI baseline (d) and the Ray Serve baseline (e
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,31 @@ class Models:
         mask = self.torch.tensor([e.attention_mask for e in found])
         with self.torch.inference_mode():
             return self.encoder(ids, mask).numpy()
+
+
+class LineCache:
+    """npc_turn's design by hand, for the FastAPI and Ray Serve baselines: NPC line embeddings
+    in an LRU dict bounded in entries (as npc_turn's), the player's lines encoded each time,
+    new lines of all turns and the players' lines in one encoder call. Thread-safe."""
+
+    def __init__(self, models: Models, max_lines: int = 65536) -> None:
+        self.models, self.max_lines = models, max_lines
+        self.lines: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def scores(self, turns: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        """Each turn's (player line, NPC lines) -> the lines' scores."""
+        with self.lock:
+            known = {c: self.lines[c] for _, lines in turns for c in lines if c in self.lines}
+            for text in known:
+                self.lines.move_to_end(text)
+        new = list(dict.fromkeys(c for _, lines in turns for c in lines if c not in known))
+        vectors = self.models.embeddings([query for query, _ in turns] + new)
+        with self.lock:
+            for text, vector in zip(new, vectors[len(turns) :], strict=True):
+                known[text] = self.lines[text] = vector
+            while len(self.lines) > self.max_lines:
+                self.lines.popitem(last=False)
+        return [
+            np.stack([known[c] for c in lines]) @ vectors[i] for i, (_, lines) in enumerate(turns)
+        ]

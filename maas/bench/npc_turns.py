@@ -203,10 +203,9 @@ def run_npc_turns(
                 rows.append(row)
                 on_row(row)
     for label, running in baselines.items():
-        with status(f"Starting {label}"):
-            started = running()
-            address = started.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:
+            with status(f"Starting {label}"):
+                address = stack.enter_context(running())
             with status(f"Warming {label}'s line cache: one turn per NPC"):
                 warm_up(address, npcs, "/npc_turn", lambda texts: json_body("hello", texts))
             for clients in levels:
@@ -218,8 +217,6 @@ def run_npc_turns(
                                          "/npc_turn")}  # fmt: skip
                 rows.append(row)
                 on_row(row)
-        finally:
-            started.__exit__(None, None, None)
     with status("In-process limit: npc_encoder on player lines"):
         limit = in_process_limit(repository, pool[-5000:], in_process_seconds)
     return {

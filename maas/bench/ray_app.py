@@ -12,13 +12,10 @@ from __future__ import annotations
 import argparse
 import signal
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-CACHE_LINES = 65536  # as the FastAPI baseline's /npc_turn and npc_turn's entry bound
 
 
 def batching_like_triton(repository: Path, model: str) -> tuple[int, float]:
@@ -47,10 +44,10 @@ def build_app(repository: Path) -> Any:
     @serve.deployment(num_replicas=1, max_ongoing_requests=256)
     class GameModels:
         def __init__(self, repository: str) -> None:
-            from maas.bench.models import Models
+            from maas.bench.models import LineCache, Models
 
             self.models = Models(Path(repository))
-            self.lines: OrderedDict[str, np.ndarray] = OrderedDict()
+            self.line_cache = LineCache(self.models)
 
         @serve.batch(max_batch_size=mnist_batch, batch_wait_timeout_s=mnist_wait)
         async def digits(self, images: list[np.ndarray]) -> list[list[float]]:
@@ -69,20 +66,8 @@ def build_app(repository: Path) -> Any:
 
         @serve.batch(max_batch_size=texts, batch_wait_timeout_s=encoder_wait)
         async def cached_turns(self, turns: list[tuple[str, list[str]]]) -> list[list[float]]:
-            """npc_turn's design: NPC line embeddings kept (LRU), player lines encoded."""
-            known = {c: self.lines[c] for _, lines in turns for c in lines if c in self.lines}
-            for text in known:
-                self.lines.move_to_end(text)
-            new = list(dict.fromkeys(c for _, lines in turns for c in lines if c not in known))
-            vectors = self.models.embeddings([query for query, _ in turns] + new)
-            for text, vector in zip(new, vectors[len(turns) :], strict=True):
-                known[text] = self.lines[text] = vector
-            while len(self.lines) > CACHE_LINES:
-                self.lines.popitem(last=False)
-            return [
-                (np.stack([known[c] for c in lines]) @ vectors[i]).tolist()
-                for i, (_, lines) in enumerate(turns)
-            ]
+            """npc_turn's design (maas.bench.models.LineCache), a batch of turns per call."""
+            return [scores.tolist() for scores in self.line_cache.scores(turns)]
 
         async def __call__(self, request: Request) -> dict[str, list[float]]:
             body = await request.json()
