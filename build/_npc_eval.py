@@ -1,6 +1,7 @@
 """Held-out evaluation of the NPC encoder, as npc_turn serves it: every distinct text encoded
 once (tokenized like the server: truncated at 128, padded to a multiple of 16), a turn's scores
-the dot products of the player's line with the NPC's lines.
+the dot products of the player's line with the NPC's lines; a line with `examples` scores as the
+best of its text and its examples, as the client does.
 
 What is measured on a set: top-1 and MRR of the right line; at a threshold, the share of player
 lines that get the right reply (best line is the right one and reaches the threshold) and the
@@ -51,19 +52,19 @@ def report(
         for index, line in enumerate(npc.lines)
         for player in line.player
     ]
-    texts = [t for npc in npcs for t in npc.texts] + [p for p, _, _ in turns] + offtopic
+    texts = [t for npc in npcs for t in npc.scored_texts] + [p for p, _, _ in turns] + offtopic
     vectors = embed(encoder, tokenizer, texts)
-    lines = {npc.name: np.stack([vectors[t] for t in npc.texts]) for npc in npcs}
+    lines = {npc.name: _line_scorer(npc, vectors) for npc in npcs}
     top1 = reciprocal = 0.0
     best_when_right = []  # the right line's score where it ranked first
     for player, npc, answer in turns:
-        row = lines[npc.name] @ vectors[player]
+        row = lines[npc.name](vectors[player])
         rank = 1 + int((row > row[answer]).sum())
         top1 += rank == 1
         reciprocal += 1 / rank
         if rank == 1:
             best_when_right.append(float(row[answer]))
-    offtopic_best = [float((lines[npc.name] @ vectors[o]).max()) for npc in npcs for o in offtopic]
+    offtopic_best = [float(lines[npc.name](vectors[o]).max()) for npc in npcs for o in offtopic]
     found: dict[str, Any] = {
         "top1": round(top1 / len(turns), 4),
         "mrr": round(reciprocal / len(turns), 4),
@@ -80,6 +81,19 @@ def report(
         )
         found["threshold"] = threshold
     return found
+
+
+def _line_scorer(npc: Any, vectors: dict[str, np.ndarray]) -> Any:
+    """player vector -> one score per line: the best of the line's text and its examples."""
+    matrix = np.stack([vectors[t] for t in npc.scored_texts])
+    owner = np.array([i for i, line in enumerate(npc.lines) for _ in line.texts])
+
+    def score(player: np.ndarray) -> np.ndarray:
+        row = np.full(len(npc.lines), -np.inf, dtype=np.float64)
+        np.maximum.at(row, owner, matrix @ player)
+        return row
+
+    return score
 
 
 def public(found: dict[str, Any]) -> dict[str, Any]:

@@ -190,6 +190,13 @@ def build(
             help="npc only: npc_encoder and npc_turn from the npc_bert you have, no training"
         ),
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="npc only: the whole recipe without a GPU too (about 20 min on 2 cores; the "
+            "default where torch sees a GPU, else a 4-minute budget)"
+        ),
+    ] = False,
 ) -> None:
     """Fetch data, train, evaluate and export a model as a new version folder."""
     import json
@@ -198,6 +205,8 @@ def build(
 
     if derive and model != "npc":
         fail(f"--derive is for the npc recipe (npc_encoder and npc_turn), not {model!r}")
+    if full and (model != "npc" or quick or derive):
+        fail("--full is for a full npc build (not with --quick or --derive)")
     recipe = recipes.load(model)
     target = repository or default_repository()
     if derive:
@@ -208,7 +217,7 @@ def build(
         )
         return
     console.print(f"[bold]Building {model}[/]{' (quick)' if quick else ''} into {target}")
-    card = recipe.build(target, quick=quick)
+    card = recipe.build(target, quick=quick, **({"full": True} if full else {}))
     console.print_json(json.dumps(card.__dict__))
     console.print(
         f"[bold green]Built {model} version {card.version}[/] in {card.timings_s['total']:.0f} s: "

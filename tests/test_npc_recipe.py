@@ -1,0 +1,114 @@
+"""The NPC recipe's parts that decide quality: the writer's examples kept apart from the player
+lines they are tested on, the examples in evaluation, the paraphrase pairs, the settings per
+device and the threshold hint. The end-to-end quick build is in test_npc_build.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import yaml
+
+from maas import recipes
+from maas.paths import PROJECT_ROOT
+from tests.cli_calls import maas
+
+DATA = PROJECT_ROOT / "build" / "data" / "npc"
+npc = recipes.load("npc")
+
+
+def normal(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+@pytest.mark.parametrize(
+    ("examples", "dialogue", "offtopic"),
+    [
+        ("heldout_examples.yaml", "heldout_dialogue.yaml", "heldout_offtopic.yaml"),
+        ("heldout2_examples.yaml", "heldout2_dialogue.yaml", "heldout2_offtopic.yaml"),
+    ],
+)
+def test_writer_examples_cover_their_set_and_share_no_line_with_it(examples, dialogue, offtopic):
+    """A writer's hint equal to a test line would score 1.0 on it: the model's skill would be
+    the writer's guess."""
+    written = yaml.safe_load((DATA / examples).read_text())["npcs"]
+    plain = npc.game_npcs(dialogue)
+    hinted = npc.with_examples(plain, examples)
+    assert {(e["name"], ln["id"]) for e in written for ln in e["lines"]} == {
+        (n.name, line.id) for n in plain for line in n.lines
+    }
+    tested = {normal(p) for n in plain for line in n.lines for p in line.player}
+    tested |= {normal(o) for o in npc.offtopic_lines(offtopic)}
+    hints = [e for n in hinted for line in n.lines for e in line.examples]
+    assert len(hints) > 2 * sum(len(n.lines) for n in plain)
+    assert not {normal(e) for e in hints} & tested
+    # the player lines are untouched: only the hints are added
+    assert [ln.player for n in hinted for ln in n.lines] == [
+        ln.player for n in plain for ln in n.lines
+    ]
+
+
+def test_a_line_scores_as_the_best_of_its_text_and_examples():
+    """With the real base encoder: an example equal to the player's words wins its line."""
+    from maas_client.npc_file import Npc, NpcLine
+
+    export, judge = npc._export_module(), npc._eval_module()
+    encoder = export.make_text_encoder(export.make_pair_scorer(export.load_encoder()).hidden_states)
+    tokenizer = export.load_tokenizer()
+    said = "wheres the bathhouse"
+    lines = (
+        NpcLine("The forge is hot today.", "forge", player=(said,)),
+        NpcLine("Ale is two coppers.", "ale"),
+    )
+    without = judge.report(encoder, tokenizer, [Npc("Smith", lines)], ["what a lovely day"])
+    hinted_lines = (dataclasses.replace(lines[0], examples=(said,)), lines[1])
+    hinted = judge.report(encoder, tokenizer, [Npc("Smith", hinted_lines)], ["what a lovely day"])
+    assert hinted["top1"] == 1.0 and hinted["_best_when_right"][0] == pytest.approx(1.0, abs=1e-5)
+    assert without["_best_when_right"] == [] or without["_best_when_right"][0] < 0.9
+
+
+def test_paraphrase_pairs_pair_two_player_lines_of_one_npc_line():
+    npcs = npc.game_npcs("train_dialogue.yaml")
+    asked = {(n.name, p): line.text for n in npcs for line in n.lines for p in line.player}
+    pairs = npc.paraphrase_pairs(npcs, per_line=2, seed=0)
+    assert pairs and len(pairs) <= 2 * sum(len(n.lines) for n in npcs)
+    for pair in pairs:
+        assert pair.player != pair.reply and pair.key == pair.answer
+        assert asked[(pair.group, pair.player)] == pair.answer == asked[(pair.group, pair.reply)]
+    # a pair answering with the NPC line itself keys on that line: never each other's negative
+    assert npc.Pair("hi", pairs[0].answer, pairs[0].group).key == pairs[0].key
+
+
+def test_settings_train_the_whole_recipe_on_a_gpu_and_a_budget_on_cpu():
+    budget = npc.resolve_settings(False, False, {"device": "cpu"})
+    assert budget["max_steps"] == npc.CPU_BUDGET["max_steps"] and budget["epochs"] == 3
+    assert npc.resolve_settings(False, True, {"device": "cpu"})["max_steps"] is None
+    assert npc.resolve_settings(False, False, {"device": "cuda"})["max_steps"] is None
+    assert npc.resolve_settings(False, False, {"device": "cpu", "max_steps": 7})["max_steps"] == 7
+    assert npc.resolve_settings(True, False, {})["device"] == "cpu"
+
+
+def test_the_build_says_when_the_served_threshold_is_not_its_suggestion(tmp_path):
+    config = tmp_path / "npc_turn" / "config.pbtxt"
+    config.parent.mkdir()
+    config.write_text((PROJECT_ROOT / "model_repository" / "npc_turn" / "config.pbtxt").read_text())
+    found = re.search(r'"REPLY_THRESHOLD" value: \{ string_value: "([^"]+)"', config.read_text())
+    assert found
+    served = float(found[1])
+    with npc.console.capture() as quiet:
+        npc._hint_threshold(tmp_path, served)
+    assert "REPLY_THRESHOLD" not in quiet.get()
+    with npc.console.capture() as hint:
+        npc._hint_threshold(tmp_path, round(served + 0.1, 2))
+    said = " ".join(hint.get().split())
+    assert f"is {served}; this build suggests {round(served + 0.1, 2)}" in said
+
+
+@pytest.mark.parametrize(
+    "args", [("build", "mnist", "--full"), ("build", "npc", "--quick", "--full")]
+)
+def test_full_is_refused_where_it_means_nothing(args):
+    result = maas(*args, timeout=60)
+    assert result.returncode != 0 and "--full is for a full npc build" in result.stderr
+    assert "Traceback" not in result.stderr
