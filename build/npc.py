@@ -53,11 +53,12 @@ FULL = {
     "pooled_intent_pairs": 4,
     "paraphrase_pairs": 2,  # per NPC line: player line -> another player line asking it
     "freeze_word_embeddings": False,
-    "max_steps": None,  # every batch of every epoch (about a minute on a GPU, 20 on 2 cores)
+    "max_steps": None,  # every batch of every epoch (about a minute on a GPU, 22 on 2 cores)
     "device": "auto",  # cuda where torch sees a GPU, else cpu
 }
-# Without a GPU and without --full: a time budget in batches (about 4 min on 2 cores). It sees
-# about 60% of one epoch; the full recipe gains about 5 points of independent top-1.
+# Without a GPU and without --full: a time budget in batches (about 4 min on 2 cores), about half
+# of one epoch. The full recipe (1,740 batches) gains about 6 points of independent top-1 on
+# lines alone and 3 with the writer's examples (build/npc_experiments.md).
 CPU_BUDGET = {"max_steps": 300}
 QUICK = {**FULL, "epochs": 1, "chatterbot_pairs": 32, "game_pair_limit": 160, "device": "cpu"}
 
@@ -104,12 +105,19 @@ def with_examples(npcs: list[Any], name: str) -> list[Any]:
 
     import yaml
 
-    data = yaml.safe_load((DATA_DIR / name).read_text())
-    hints = {
-        (entry["name"], line["id"]): tuple(line["examples"])
-        for entry in data["npcs"]
-        for line in entry["lines"]
-    }
+    path = DATA_DIR / name
+    try:
+        data = yaml.safe_load(path.read_text())
+        hints = {
+            (entry["name"], line["id"]): tuple(line["examples"])
+            for entry in data["npcs"]
+            for line in entry["lines"]
+        }
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        raise BuildError(f"{path}: not a list of npcs with lines (id, examples): {error}") from None
+    unknown = set(hints) - {(npc.name, line.id) for npc in npcs for line in npc.lines}
+    if unknown:
+        raise BuildError(f"{path}: no such NPC line {sorted(unknown)[0]}")
     return [
         dataclasses.replace(
             npc,
@@ -184,6 +192,13 @@ def npc_batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[P
     return [b for b in batches if len(b) > 1]
 
 
+def not_negatives(batch: list[Pair]) -> list[list[bool]]:
+    """[i][j]: reply j must not count against player line i. Two replies that answer the same
+    NPC line (the line itself, or another player line asking for it) are not negatives."""
+    keys = [p.key for p in batch]
+    return [[a == b and i != j for j, b in enumerate(keys)] for i, a in enumerate(keys)]
+
+
 def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, Any]) -> list[float]:
     """In-batch-negatives contrastive training; returns the mean loss per epoch."""
     import torch
@@ -251,12 +266,7 @@ def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, An
             for step, batch in enumerate(batches, 1):
                 query = embed([p.player for p in batch])
                 reply = embed([p.reply for p in batch])
-                keys = [p.key for p in batch]
-                same = torch.tensor(
-                    [[a == b and i != j for j, b in enumerate(keys)] for i, a in enumerate(keys)],
-                    device=device,
-                )
-                # Two replies answering the same line are not each other's negatives.
+                same = torch.tensor(not_negatives(batch), device=device)
                 logits = (settings["scale"] * query @ reply.T).masked_fill(same, -1e4)
                 targets = torch.arange(len(batch), device=device)
                 loss = torch.nn.functional.cross_entropy(logits, targets)
@@ -393,23 +403,23 @@ def _quiet_libraries() -> None:
 
 
 def _hint_threshold(repository: Path, suggested: float) -> None:
-    """Say so when the served REPLY_THRESHOLD is not what this build suggests: the operator
-    owns the config, and a stale value refuses fair questions or answers nonsense."""
+    """Say so when a served REPLY_THRESHOLD is not what this build suggests: the operator owns
+    the configs, and a stale value refuses fair questions or answers nonsense."""
     import re
 
-    config = repository / "npc_turn" / "config.pbtxt"
-    found = re.search(
-        r'key:\s*"REPLY_THRESHOLD"\s*value:\s*{\s*string_value:\s*"([^"]*)"', config.read_text()
-    )
-    try:
-        served = float(found.group(1)) if found else None
-    except ValueError:
-        served = None
-    if served is None or abs(served - suggested) > 0.015:
-        console.print(
-            f"[yellow]REPLY_THRESHOLD in {config.parent.name} and npc_dialogue config.pbtxt is "
-            f"{served}; this build suggests {suggested}: change both to match.[/]"
-        )
+    pattern = r'key:\s*"REPLY_THRESHOLD"\s*value:\s*{\s*string_value:\s*"([^"]*)"'
+    for name in ("npc_turn", "npc_dialogue"):
+        config = repository / name / "config.pbtxt"
+        found = re.search(pattern, config.read_text()) if config.exists() else None
+        try:
+            served = float(found.group(1)) if found else None
+        except ValueError:
+            served = None
+        if served is None or abs(served - suggested) > 0.015:
+            console.print(
+                f"[yellow]REPLY_THRESHOLD in {config} is {served}; this build suggests "
+                f"{suggested}: change it to match.[/]"
+            )
 
 
 @dataclass
@@ -534,7 +544,7 @@ def build(
     torch.set_num_threads(int(os.environ.get("MAAS_FRAMEWORK_THREADS", os.cpu_count() or 1)))
     card = ModelCard(model="npc_bert", version=0, quick=quick, settings=dict(settings))
     if settings["device"].startswith("cuda"):
-        card.settings["gpu"] = torch.cuda.get_device_name()
+        card.settings["gpu"] = torch.cuda.get_device_name(torch.device(settings["device"]))
     with timed(card, "data"):
         train_npcs = game_npcs("train_dialogue*.yaml")
         heldout = game_npcs("heldout_dialogue.yaml")
@@ -594,7 +604,6 @@ def build(
         "export_max_abs_diff": gap,
     }
     independent, hinted = trained["independent"], trained["independent_with_examples"]
-    _hint_threshold(repository, trained["reply_threshold"])
     console.print(
         f"[bold]Trained model[/] held-out top-1 {trained['heldout_top1']:.1%}, MRR "
         f"{trained['heldout_mrr']:.3f} (target {TARGET_TOP1:.0%}); suggested reply threshold "
@@ -638,4 +647,6 @@ def build(
         card.write(turn.path)
     if latest_version_dir(repository / "npc_dialogue") is None:
         (repository / "npc_dialogue" / "1").mkdir()  # an ensemble still needs a version folder
+    if not quick:
+        _hint_threshold(repository, trained["reply_threshold"])
     return card

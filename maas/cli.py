@@ -193,7 +193,7 @@ def build(
     full: Annotated[
         bool,
         typer.Option(
-            help="npc only: the whole recipe without a GPU too (about 20 min on 2 cores; the "
+            help="npc only: the whole recipe without a GPU too (about 22 min on 2 cores; the "
             "default where torch sees a GPU, else a 4-minute budget)"
         ),
     ] = False,

@@ -48,6 +48,16 @@ def test_quick_build_publishes_versions_and_a_model_card(npc_repository):
     assert metrics["heldout_top1"] > metrics["base"]["heldout_top1"]
     assert 0 < metrics["heldout_mrr"] <= 1 and metrics["export_max_abs_diff"] <= 1e-4
     assert 0 <= metrics["reply_threshold"] <= 1
+    # the independent set, with and without its writer's examples, for the base model too
+    for figures in (metrics, metrics["base"]):
+        lines = figures["independent_with_examples"]["player_lines"]
+        assert (
+            lines
+            == figures["independent"]["player_lines"]
+            == card["data"]["independent_player_lines"]
+        )
+        assert 0 <= figures["threshold_without_examples"] <= 1
+    assert card["data"]["independent_examples"] > 400
     assert not list(npc_repository.glob("*/.building-*"))
 
 

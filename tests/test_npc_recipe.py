@@ -65,28 +65,81 @@ def test_a_line_scores_as_the_best_of_its_text_and_examples():
     hinted_lines = (dataclasses.replace(lines[0], examples=(said,)), lines[1])
     hinted = judge.report(encoder, tokenizer, [Npc("Smith", hinted_lines)], ["what a lovely day"])
     assert hinted["top1"] == 1.0 and hinted["_best_when_right"][0] == pytest.approx(1.0, abs=1e-5)
-    assert without["_best_when_right"] == [] or without["_best_when_right"][0] < 0.9
+    assert without["top1"] < 1.0 or without["_best_when_right"][0] < 0.9
 
 
 def test_paraphrase_pairs_pair_two_player_lines_of_one_npc_line():
     npcs = npc.game_npcs("train_dialogue.yaml")
     asked = {(n.name, p): line.text for n in npcs for line in n.lines for p in line.player}
     pairs = npc.paraphrase_pairs(npcs, per_line=2, seed=0)
-    assert pairs and len(pairs) <= 2 * sum(len(n.lines) for n in npcs)
+    lines = sum(len(n.lines) for n in npcs)
+    assert lines < len(pairs) <= 2 * lines
     for pair in pairs:
-        assert pair.player != pair.reply and pair.key == pair.answer
+        assert pair.player != pair.reply
         assert asked[(pair.group, pair.player)] == pair.answer == asked[(pair.group, pair.reply)]
-    # a pair answering with the NPC line itself keys on that line: never each other's negative
-    assert npc.Pair("hi", pairs[0].answer, pairs[0].group).key == pairs[0].key
 
 
-def test_settings_train_the_whole_recipe_on_a_gpu_and_a_budget_on_cpu():
+def test_replies_answering_the_same_line_are_not_negatives():
+    line, other = "A bed is three silver.", "Stew is two coppers."
+    batch = [
+        npc.Pair("got a room?", line, "Bess"),
+        npc.Pair("need a bed", "somewhere to sleep?", "Bess", answer=line),  # a paraphrase pair
+        npc.Pair("im starving", other, "Bess"),
+        npc.Pair("beds free?", line, "Bess"),  # the same reply twice
+    ]
+    mask = npc.not_negatives(batch)
+    assert mask[0] == [False, True, False, True]
+    assert mask[1] == [True, False, False, True]
+    assert mask[2] == [False, False, False, False]
+    assert all(not mask[i][i] for i in range(len(batch)))
+
+
+def test_settings_train_the_whole_recipe_on_a_gpu_and_a_budget_on_cpu(monkeypatch):
+    import torch
+
     budget = npc.resolve_settings(False, False, {"device": "cpu"})
     assert budget["max_steps"] == npc.CPU_BUDGET["max_steps"] and budget["epochs"] == 3
     assert npc.resolve_settings(False, True, {"device": "cpu"})["max_steps"] is None
     assert npc.resolve_settings(False, False, {"device": "cuda"})["max_steps"] is None
     assert npc.resolve_settings(False, False, {"device": "cpu", "max_steps": 7})["max_steps"] == 7
     assert npc.resolve_settings(True, False, {})["device"] == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    found = npc.resolve_settings(False, False, {})
+    assert found["device"] == "cuda" and found["max_steps"] is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    found = npc.resolve_settings(False, False, {})
+    assert found["device"] == "cpu" and found["max_steps"] == npc.CPU_BUDGET["max_steps"]
+
+
+def test_one_threshold_everywhere_a_client_reads_it():
+    """npc_turn and npc_dialogue give the same scores, so one threshold; the client's fallback
+    for a server that publishes none is the same value."""
+    from maas_client.npc import DEFAULT_THRESHOLD
+
+    found = {
+        name: re.search(
+            r'"REPLY_THRESHOLD" value: \{ string_value: "([^"]+)"',
+            (PROJECT_ROOT / "model_repository" / name / "config.pbtxt").read_text(),
+        )
+        for name in ("npc_turn", "npc_dialogue")
+    }
+    assert all(found.values())
+    assert {float(m[1]) for m in found.values() if m} == {DEFAULT_THRESHOLD}
+
+
+def test_examples_for_a_line_that_does_not_exist_are_refused(tmp_path, monkeypatch):
+    plain = npc.game_npcs("heldout_dialogue.yaml")
+    (tmp_path / "hints.yaml").write_text(
+        yaml.safe_dump(
+            {"npcs": [{"name": plain[0].name, "lines": [{"id": "nope", "examples": ["x"]}]}]}
+        )
+    )
+    (tmp_path / "broken.yaml").write_text("npcs: [{name: x}]\n")
+    monkeypatch.setattr(npc, "DATA_DIR", tmp_path)
+    with pytest.raises(npc.BuildError, match="no such NPC line"):
+        npc.with_examples(plain, "hints.yaml")
+    with pytest.raises(npc.BuildError, match="not a list of npcs"):
+        npc.with_examples(plain, "broken.yaml")
 
 
 def test_the_build_says_when_the_served_threshold_is_not_its_suggestion(tmp_path):
@@ -96,13 +149,16 @@ def test_the_build_says_when_the_served_threshold_is_not_its_suggestion(tmp_path
     found = re.search(r'"REPLY_THRESHOLD" value: \{ string_value: "([^"]+)"', config.read_text())
     assert found
     served = float(found[1])
+    (tmp_path / "npc_dialogue").mkdir()
+    (tmp_path / "npc_dialogue" / "config.pbtxt").write_text(config.read_text())
     with npc.console.capture() as quiet:
         npc._hint_threshold(tmp_path, served)
     assert "REPLY_THRESHOLD" not in quiet.get()
     with npc.console.capture() as hint:
         npc._hint_threshold(tmp_path, round(served + 0.1, 2))
     said = " ".join(hint.get().split())
-    assert f"is {served}; this build suggests {round(served + 0.1, 2)}" in said
+    assert said.count(f"is {served}; this build suggests {round(served + 0.1, 2)}") == 2
+    assert "npc_turn" in said and "npc_dialogue" in said
 
 
 @pytest.mark.parametrize(

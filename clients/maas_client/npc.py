@@ -19,7 +19,7 @@ from maas_client.npc_file import MAX_TEXTS, Npc
 MODEL = "npc_dialogue"  # the pair contract every server with NPCs has
 TURN_MODEL = "npc_turn"  # the lean contract: one turn per request
 MAX_BATCH = 64  # npc_dialogue's max_batch_size; longer repertoires are split over requests
-DEFAULT_THRESHOLD = 0.35  # used when the server's config does not publish REPLY_THRESHOLD
+DEFAULT_THRESHOLD = 0.47  # used when the server's config does not publish REPLY_THRESHOLD
 THRESHOLD_PARAMETER = "REPLY_THRESHOLD"
 RECHECK_S = 10.0  # how often a client on npc_dialogue looks for npc_turn (it may load later)
 
