@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maas import reply_threshold
 from maas.buildkit import (
     BuildError,
     ModelCard,
@@ -402,26 +403,6 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r"Converting a tensor to a Python boolean")
 
 
-def _hint_threshold(repository: Path, suggested: float) -> None:
-    """Say so when a served REPLY_THRESHOLD is not what this build suggests: the operator owns
-    the configs, and a stale value refuses fair questions or answers nonsense."""
-    import re
-
-    pattern = r'key:\s*"REPLY_THRESHOLD"\s*value:\s*{\s*string_value:\s*"([^"]*)"'
-    for name in ("npc_turn", "npc_dialogue"):
-        config = repository / name / "config.pbtxt"
-        found = re.search(pattern, config.read_text()) if config.exists() else None
-        try:
-            served = float(found.group(1)) if found else None
-        except ValueError:
-            served = None
-        if served is None or abs(served - suggested) > 0.015:
-            console.print(
-                f"[yellow]REPLY_THRESHOLD in {config} is {served}; this build suggests "
-                f"{suggested}: change it to match.[/]"
-            )
-
-
 @dataclass
 class HeldOutSets:
     """The first held-out set (chooses the threshold) and the independent one (only reported),
@@ -647,6 +628,7 @@ def build(
         card.write(turn.path)
     if latest_version_dir(repository / "npc_dialogue") is None:
         (repository / "npc_dialogue" / "1").mkdir()  # an ensemble still needs a version folder
-    if not quick:
-        _hint_threshold(repository, trained["reply_threshold"])
+    if not quick:  # the operator owns the configs: say when they no longer fit
+        for line in reply_threshold.warnings(repository, trained["reply_threshold"]):
+            console.print(f"[yellow]{line}[/]")
     return card

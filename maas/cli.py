@@ -125,8 +125,12 @@ def _stop_undisturbed(server) -> int | None:
 
 
 def print_ready(server) -> None:
+    from maas import reply_threshold
+
     cfg = server.config
     console.print(f"[bold green]Triton is ready[/] in {server.startup_s:.1f} s")
+    for line in reply_threshold.warnings(cfg.repository):
+        console.print(f"[yellow]{line}[/]")
     console.print(f"  HTTP     http://{cfg.host}:{cfg.http_port}  (KServe v2: /v2/health/ready)")
     console.print(f"  gRPC     {cfg.host}:{cfg.grpc_port}")
     console.print(f"  Metrics  http://{cfg.metrics_host}:{cfg.metrics_port}/metrics")

@@ -5,6 +5,7 @@ device and the threshold hint. The end-to-end quick build is in test_npc_build.p
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import pytest
@@ -142,23 +143,32 @@ def test_examples_for_a_line_that_does_not_exist_are_refused(tmp_path, monkeypat
         npc.with_examples(plain, "broken.yaml")
 
 
-def test_the_build_says_when_the_served_threshold_is_not_its_suggestion(tmp_path):
-    config = tmp_path / "npc_turn" / "config.pbtxt"
-    config.parent.mkdir()
-    config.write_text((PROJECT_ROOT / "model_repository" / "npc_turn" / "config.pbtxt").read_text())
-    found = re.search(r'"REPLY_THRESHOLD" value: \{ string_value: "([^"]+)"', config.read_text())
-    assert found
-    served = float(found[1])
-    (tmp_path / "npc_dialogue").mkdir()
-    (tmp_path / "npc_dialogue" / "config.pbtxt").write_text(config.read_text())
-    with npc.console.capture() as quiet:
-        npc._hint_threshold(tmp_path, served)
-    assert "REPLY_THRESHOLD" not in quiet.get()
-    with npc.console.capture() as hint:
-        npc._hint_threshold(tmp_path, round(served + 0.1, 2))
-    said = " ".join(hint.get().split())
-    assert said.count(f"is {served}; this build suggests {round(served + 0.1, 2)}") == 2
-    assert "npc_turn" in said and "npc_dialogue" in said
+def test_a_threshold_that_no_longer_fits_the_served_build_is_named(tmp_path):
+    """The build (with its own suggestion) and `maas serve` (with the served npc_bert's card)
+    say which config to change; quick builds and repositories without a card stay quiet."""
+    from maas import reply_threshold
+
+    for name in reply_threshold.MODELS:
+        (tmp_path / name).mkdir()
+        source = PROJECT_ROOT / "model_repository" / name / "config.pbtxt"
+        (tmp_path / name / "config.pbtxt").write_text(source.read_text())
+    committed = reply_threshold.served(tmp_path / "npc_turn" / "config.pbtxt")
+    assert committed is not None
+    assert reply_threshold.warnings(tmp_path) == []  # no npc_bert version, no card
+    assert reply_threshold.warnings(tmp_path, committed) == []
+    said = reply_threshold.warnings(tmp_path, round(committed + 0.1, 2))
+    assert len(said) == 2 and all(f"is {committed}; the NPC model" in line for line in said)
+    assert "npc_turn" in said[0] and "npc_dialogue" in said[1]
+
+    card = tmp_path / "npc_bert" / "1" / "model_card.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"quick": False, "metrics": {"reply_threshold": 0.35}}))
+    assert len(reply_threshold.warnings(tmp_path)) == 2  # an older build served at the new value
+    card.write_text(json.dumps({"quick": True, "metrics": {"reply_threshold": 0.35}}))
+    assert reply_threshold.warnings(tmp_path) == []
+    (tmp_path / "npc_dialogue" / "config.pbtxt").write_text('name: "npc_dialogue"\n')
+    said = reply_threshold.warnings(tmp_path, committed)
+    assert len(said) == 1 and "npc_dialogue" in said[0] and "is None" in said[0]
 
 
 @pytest.mark.parametrize(

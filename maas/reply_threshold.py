@@ -1,0 +1,57 @@
+"""The NPC reply threshold an operator serves against the one the served model's build suggested.
+
+The threshold lives in the committed configs, the suggestion in each build's model card; a model
+rebuilt by another recipe (or on a GPU) can need another value, and nothing else would say so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from maas.paths import latest_version_dir
+
+MODELS = ("npc_turn", "npc_dialogue")  # same scores, so one threshold for both
+PATTERN = re.compile(r'key:\s*"REPLY_THRESHOLD"\s*value:\s*{\s*string_value:\s*"([^"]*)"')
+TOLERANCE = 0.015  # the build's rule moves in steps of 0.01
+
+
+def served(config: Path) -> float | None:
+    """REPLY_THRESHOLD in a config.pbtxt; None when missing or not a number."""
+    found = PATTERN.search(config.read_text()) if config.exists() else None
+    try:
+        return float(found.group(1)) if found else None
+    except ValueError:
+        return None
+
+
+def suggested(repository: Path) -> float | None:
+    """What the newest npc_bert's build suggested; None for quick builds and older cards."""
+    version = latest_version_dir(repository / "npc_bert")
+    card = version / "model_card.json" if version else None
+    if card is None or not card.exists():
+        return None
+    try:
+        data = json.loads(card.read_text())
+    except (OSError, ValueError):
+        return None
+    value = data.get("metrics", {}).get("reply_threshold")
+    return None if data.get("quick") or not isinstance(value, int | float) else float(value)
+
+
+def warnings(repository: Path, suggestion: float | None = None) -> list[str]:
+    """One line per config whose threshold is not the suggestion (the served build's if none)."""
+    suggestion = suggested(repository) if suggestion is None else suggestion
+    if suggestion is None or not (repository / "npc_turn").is_dir():
+        return []
+    lines = []
+    for name in MODELS:
+        config = repository / name / "config.pbtxt"
+        value = served(config)
+        if value is None or abs(value - suggestion) > TOLERANCE:
+            lines.append(
+                f"REPLY_THRESHOLD in {config} is {value}; the NPC model's build suggests "
+                f"{suggestion}: change it to match (or rebuild with `maas build npc`)."
+            )
+    return lines
