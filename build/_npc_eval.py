@@ -73,14 +73,19 @@ def report(
         "_best_when_right": best_when_right,
         "_offtopic_best": offtopic_best,
     }
-    if threshold is not None:
-        right = sum(s >= threshold for s in best_when_right)
-        found["right_reply"] = round(right / len(turns), 4)
-        found["offtopic_refused"] = round(
-            sum(s < threshold for s in offtopic_best) / max(1, len(offtopic_best)), 4
-        )
-        found["threshold"] = threshold
-    return found
+    return found if threshold is None else at_threshold(found, threshold)
+
+
+def at_threshold(found: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """A report's figures at a threshold, from its score lists (nothing encoded again)."""
+    right = sum(s >= threshold for s in found["_best_when_right"])
+    offtopic = found["_offtopic_best"]
+    return {
+        **found,
+        "right_reply": round(right / found["player_lines"], 4),
+        "offtopic_refused": round(sum(s < threshold for s in offtopic) / max(1, len(offtopic)), 4),
+        "threshold": threshold,
+    }
 
 
 def _line_scorer(npc: Any, vectors: dict[str, np.ndarray]) -> Any:

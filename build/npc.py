@@ -427,6 +427,7 @@ def evaluate(judge: Any, encoder: Any, tokenizer: Any, sets: HeldOutSets) -> dic
     threshold = choose_threshold(hinted["_best_when_right"], hinted["_offtopic_best"])
     without = choose_threshold(plain["_best_when_right"], plain["_offtopic_best"])
     t = threshold["reply_threshold"]
+    independent = judge.report(encoder, tokenizer, sets.heldout2, sets.offtopic2)
     return {
         "heldout_top1": plain["top1"],
         "heldout_mrr": plain["mrr"],
@@ -437,18 +438,14 @@ def evaluate(judge: Any, encoder: Any, tokenizer: Any, sets: HeldOutSets) -> dic
             hinted["_best_when_right"], hinted["_offtopic_best"]
         ),
         # the independent set at that threshold: what players get
-        "independent": judge.public(
-            judge.report(encoder, tokenizer, sets.heldout2, sets.offtopic2, t)
-        ),
+        "independent": judge.public(judge.at_threshold(independent, t)),
         "independent_with_examples": judge.public(
             judge.report(encoder, tokenizer, sets.hinted2, sets.offtopic2, t)
         ),
         # for a game whose NPCs have no examples: the same rule without them sets the threshold
         "threshold_without_examples": without["reply_threshold"],
         "independent_at_threshold_without_examples": judge.public(
-            judge.report(
-                encoder, tokenizer, sets.heldout2, sets.offtopic2, without["reply_threshold"]
-            )
+            judge.at_threshold(independent, without["reply_threshold"])
         ),
     }
 

@@ -7,22 +7,21 @@ rebuilt by another recipe (or on a GPU) can need another value, and nothing else
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
+from maas.model_config import ConfigError, read_config
 from maas.paths import latest_version_dir
 
 MODELS = ("npc_turn", "npc_dialogue")  # same scores, so one threshold for both
-PATTERN = re.compile(r'key:\s*"REPLY_THRESHOLD"\s*value:\s*{\s*string_value:\s*"([^"]*)"')
 TOLERANCE = 0.015  # the build's rule moves in steps of 0.01
 
 
 def served(config: Path) -> float | None:
-    """REPLY_THRESHOLD in a config.pbtxt; None when missing or not a number."""
-    found = PATTERN.search(config.read_text()) if config.exists() else None
+    """REPLY_THRESHOLD in a config.pbtxt; None when missing, unreadable or not a number."""
     try:
-        return float(found.group(1)) if found else None
-    except ValueError:
+        parameters = read_config(config).get("parameters", {})
+        return float(parameters["REPLY_THRESHOLD"]["string_value"])
+    except (ConfigError, KeyError, ValueError):
         return None
 
 

@@ -115,17 +115,15 @@ def test_settings_train_the_whole_recipe_on_a_gpu_and_a_budget_on_cpu(monkeypatc
 def test_one_threshold_everywhere_a_client_reads_it():
     """npc_turn and npc_dialogue give the same scores, so one threshold; the client's fallback
     for a server that publishes none is the same value."""
+    from maas import reply_threshold
     from maas_client.npc import DEFAULT_THRESHOLD
 
-    found = {
-        name: re.search(
-            r'"REPLY_THRESHOLD" value: \{ string_value: "([^"]+)"',
-            (PROJECT_ROOT / "model_repository" / name / "config.pbtxt").read_text(),
-        )
+    found = [
+        reply_threshold.served(PROJECT_ROOT / "model_repository" / name / "config.pbtxt")
         for name in ("npc_turn", "npc_dialogue")
-    }
-    assert all(found.values())
-    assert {float(m[1]) for m in found.values() if m} == {DEFAULT_THRESHOLD}
+    ]
+    assert None not in found
+    assert set(found) == {DEFAULT_THRESHOLD}
 
 
 def test_examples_for_a_line_that_does_not_exist_are_refused(tmp_path, monkeypatch):
