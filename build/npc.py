@@ -217,7 +217,7 @@ def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, An
     rng = random.Random(settings["seed"])
     device = settings.get("device", "cpu")
     encoder = scorer.hidden_states.to(device)
-    if settings.get("freeze_word_embeddings"):  # 11.7M of 22.7M weights: a cheaper step
+    if settings.get("freeze_word_embeddings"):  # MiniLM: 11.7M of 22.7M weights, a cheaper step
         encoder.bert.get_input_embeddings().weight.requires_grad_(False)
     trained = [p for p in encoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=settings["learning_rate"])

