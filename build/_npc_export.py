@@ -116,6 +116,15 @@ def make_text_encoder(hidden_states: Any):
     return TextEncoder(hidden_states).eval()
 
 
+def trace(module: Any) -> Any:
+    """ids, mask -> tensor, traced (fixed control flow) on the device of whatever it is given."""
+    import torch
+
+    example = torch.ones((2, 16), dtype=torch.int64)
+    with torch.no_grad():
+        return follow_input_device(torch.jit.trace(module, (example, torch.ones_like(example))))
+
+
 def follow_input_device(traced: Any) -> Any:
     """Tracing records the device each tensor it saw created was made on (transformers' masks
     and MPNet's position buckets: `torch.arange(..., device=cpu)`), so a model traced here would
@@ -149,14 +158,8 @@ def device_constants(graph: Any) -> list[Any]:
 def encoder_to_torchscript(scorer: Any):
     """The pair scorer's encoder alone, traced (no data-dependent control flow); `scorer` is
     the eager pair scorer or npc_bert's TorchScript (both hold `hidden_states`)."""
-    import torch
 
-    example = torch.ones((2, 16), dtype=torch.int64)
-    with torch.no_grad():
-        traced = torch.jit.trace(
-            make_text_encoder(scorer.hidden_states.eval()), (example, torch.ones_like(example))
-        )
-    return follow_input_device(traced)
+    return trace(make_text_encoder(scorer.hidden_states.eval()))
 
 
 def to_torchscript(scorer: Any):
@@ -164,12 +167,8 @@ def to_torchscript(scorer: Any):
     shapes from torch.unique), so any batch and sequence length runs."""
     import torch
 
-    example = torch.ones((2, 16), dtype=torch.int64)
     scorer = scorer.eval()
-    with torch.no_grad():
-        traced = follow_input_device(
-            torch.jit.trace(scorer.hidden_states, (example, torch.ones_like(example)))
-        )
+    traced = trace(scorer.hidden_states)
     original = scorer.hidden_states
     try:
         scorer.hidden_states = traced

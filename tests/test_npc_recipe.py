@@ -211,21 +211,28 @@ def test_the_default_base_is_checked_by_the_sha256_of_its_weights(tmp_path, monk
         bases.base("minilm").path()
 
 
-def test_an_mpnet_shaped_encoder_exports_and_serves_the_same_scores(tmp_path):
-    """--base mpnet (a 400 MB download, not run here) goes through the same export as MiniLM: a
-    tiny random MPNet has MPNet's differences (no segment ids, relative position buckets, pad id
-    1 where npc_tokenizer pads with 0, 768-wide embeddings in the real one)."""
+def tiny_mpnet(folder: Path) -> Path:
+    """A random 2-layer MPNet saved as a base: MPNet's architecture without the 400 MB."""
     import torch
     from transformers import MPNetConfig, MPNetModel
 
-    export = npc._export_module()
     config = MPNetConfig(
         vocab_size=30527, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=96,
     )  # fmt: skip
     torch.manual_seed(0)
-    MPNetModel(config, add_pooling_layer=False).save_pretrained(tmp_path)
-    scorer = export.make_pair_scorer(export.load_encoder(tmp_path))
+    MPNetModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return folder
+
+
+def test_an_mpnet_shaped_encoder_exports_and_serves_the_same_scores(tmp_path):
+    """--base mpnet (a 400 MB download, not run here) goes through the same export as MiniLM: a
+    tiny random MPNet has MPNet's differences (no segment ids, relative position buckets, pad id
+    1 where npc_tokenizer pads with 0, 768-wide embeddings in the real one)."""
+    import torch
+
+    export = npc._export_module()
+    scorer = export.make_pair_scorer(export.load_encoder(tiny_mpnet(tmp_path)))
     tokenizer = export.load_tokenizer()  # MiniLM's uncased WordPiece: ids fit MPNet's vocabulary
     turns = [
         ("do you have a room for the night?", ["Rooms are five crowns.", "Ale, mostly."]),
@@ -254,16 +261,10 @@ def test_exports_create_their_tensors_on_the_device_of_their_input(shape, tmp_pa
     import io
 
     import torch
-    from transformers import MPNetConfig, MPNetModel
 
     export = npc._export_module()
-    if shape == "mpnet":
-        config = MPNetConfig(
-            vocab_size=30527, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=96,
-        )  # fmt: skip
-        MPNetModel(config, add_pooling_layer=False).save_pretrained(tmp_path)
-    scorer = export.make_pair_scorer(export.load_encoder(tmp_path if shape == "mpnet" else None))
+    base = tiny_mpnet(tmp_path) if shape == "mpnet" else None  # None: the real MiniLM
+    scorer = export.make_pair_scorer(export.load_encoder(base))
     saved = []
     for module in (export.encoder_to_torchscript(scorer), export.to_torchscript(scorer)):
         buffer = io.BytesIO()
