@@ -177,12 +177,28 @@ def to_torchscript(scorer: Any):
         scorer.hidden_states = original
 
 
+def copy_model_py(source: Path, version: Path) -> None:
+    """model.py with its bytecode beside it. The stub imports it and would otherwise write
+    __pycache__ into the version folder once loaded; a polling Triton sees the folder change and
+    reloads the model seconds after loading it (a reloaded npc_turn was seen hanging on its
+    npc_encoder call). The bytecode is this Python's (the venv's, which the local stub runs);
+    a server on another Python writes its own once."""
+    import importlib.util
+    import py_compile
+
+    target = version / "model.py"
+    shutil.copy2(source, target)
+    py_compile.compile(
+        str(target), cfile=importlib.util.cache_from_source(str(target)), doraise=True
+    )
+
+
 def write_version_folders(
     tokenizer_version: Path, bert_version: Path, scripted: Any, tokenizer_dir: Path | None = None
 ) -> None:
     """Fill the version folders of npc_tokenizer and npc_bert."""
     tokenizer_dir = tokenizer_dir or base_encoder_path()
-    shutil.copy2(TOKENIZER_MODEL_PY, tokenizer_version / "model.py")
+    copy_model_py(TOKENIZER_MODEL_PY, tokenizer_version)
     shutil.copy2(tokenizer_dir / "tokenizer.json", tokenizer_version / "tokenizer.json")
     scripted.save(str(bert_version / "model.pt"))
 
@@ -193,7 +209,7 @@ def write_turn_folder(
     """Fill a version folder of npc_turn. It names the npc_encoder version it calls, so a
     cached embedding never outlives the weights that computed it."""
     tokenizer_dir = tokenizer_dir or base_encoder_path()
-    shutil.copy2(TURN_MODEL_PY, turn_version / "model.py")
+    copy_model_py(TURN_MODEL_PY, turn_version)
     shutil.copy2(tokenizer_dir / "tokenizer.json", turn_version / "tokenizer.json")
     (turn_version / "encoder.json").write_text(
         json.dumps({"model": "npc_encoder", "version": encoder_version}) + "\n"

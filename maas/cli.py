@@ -171,8 +171,7 @@ def status(
         ),
     ] = None,
 ) -> None:
-    """Health, model versions and states, Triton's statistics for each model, and npc_turn's
-    line cache."""
+    """Health, versions, states and Triton's statistics of each model, and npc_turn's cache."""
     from maas.status_view import status_view
     from maas_client.admin_key import find_key
     from maas_client.status import fetch_status
@@ -198,7 +197,7 @@ def build(
         bool,
         typer.Option(
             help="npc only: the whole recipe without a GPU too (about 22 min on 2 cores; the "
-            "default where torch sees a GPU, else a 4-minute budget)"
+            "default where torch sees a GPU, else a 4-minute training budget)"
         ),
     ] = False,
     base: Annotated[
@@ -336,7 +335,7 @@ def chat(
     npc: Annotated[str | None, typer.Option(help="Which NPC, when the file holds several")] = None,
     scores: Annotated[bool, typer.Option(help="Show the chosen line's score")] = False,
 ) -> None:
-    """Talk with one NPC in the terminal; replies come from npc_dialogue. /quit or Ctrl-D ends."""
+    """Talk with one NPC in the terminal (npc_turn, else npc_dialogue); /quit or Ctrl-D ends."""
     from rich.markup import escape
 
     from maas_client.errors import MaasClientError, ServerUnavailableError
@@ -409,8 +408,9 @@ def play(
     content: Annotated[Path | None, typer.Option(help="Another adventure file (YAML)")] = None,
     repository: RepositoryOption = None,
 ) -> None:
-    """Play the adventure. Without --url and with no local server, builds what is missing,
-    starts Triton for the game and stops it on exit."""
+    """Play the adventure; with no --url and no local server, starts one and builds models.
+
+    Triton started for the game stops when it ends; missing models build in the background."""
     from maas_client.errors import ServerUnavailableError
     from maas_client.status import models_ready
     from maas_game.app import GameApp
@@ -501,8 +501,7 @@ def loadtest(
         ),
     ] = False,
 ) -> None:
-    """Locust, headless: players talking (npc_dialogue) and drawing (mnist), with HTML and
-    CSV reports."""
+    """Locust, headless: players talking (npc_dialogue) and drawing (mnist); HTML, CSV."""
     from maas.bench.locust_run import run_locust
     from maas.bench.soak import parse_duration_s
     from maas.paths import PROJECT_ROOT
@@ -589,9 +588,11 @@ def bench(
         bool, typer.Option(help="Measure the Ray Serve baseline too (about 30 s to start)")
     ] = True,
 ) -> None:
-    """In-process limit, Triton with and without dynamic batching, FastAPI and Ray Serve
-    baselines, for mnist and npc_dialogue under closed-loop load; JSON and a plot in reports/.
-    With --npc-turns: the NPC paths under a realistic load instead."""
+    """Closed-loop throughput and latency of Triton against its limit and other servers.
+
+    In-process limit, Triton with and without dynamic batching, FastAPI and Ray Serve baselines,
+    for mnist and npc_dialogue; JSON and a plot in reports/. With --npc-turns: the NPC paths
+    under a realistic load instead."""
     from maas.bench.session import run_bench
     from maas.paths import PROJECT_ROOT
 

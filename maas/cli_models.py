@@ -68,8 +68,10 @@ def add_model(
         bool, typer.Option("--dry-run", help="Derive and prove it; write nothing")
     ] = False,
 ) -> None:
-    """Add a model (or a new version of one) from an artifact: config derived, proven in a
-    real Triton, written to the repository and, with --url, loaded live."""
+    """Add a model (or a new version of one) from an artifact, proven in a real Triton.
+
+    The config is derived from the artifact, the model proven in a temporary Triton, written to
+    the repository and, with --url, loaded live."""
     from maas.add_model.client_example import curl_example, python_example, request_body
     from maas.add_model.install import EXAMPLE_REQUEST, AddRequest
     from maas.add_model.install import add_model as run_add_model

@@ -30,8 +30,9 @@ def plan(
         typer.Option(help="Share of each replica's measured capacity kept free", min=0, max=0.9),
     ] = 0.3,
 ) -> None:
-    """Replicas per model and in all from a bench run's throughput and p99 and the players'
-    request rates (the load test's think time and talk:draw mix)."""
+    """Replicas per model and in all, from a bench run and the players' request rates.
+
+    Uses the bench's throughput and p99, and the load test's think time and talk:draw mix."""
     from maas.paths import PROJECT_ROOT
     from maas.plan import make_plan, newest_reports
 

@@ -185,3 +185,19 @@ async def test_status_help_and_lock_fit_80x24(quick_server, tmp_path):
         for widget in (*app.screen.query(Button), app.screen.query_one("#guesses")):
             assert box.contains_region(widget.region), f"{widget} is clipped with guesses shown"
     app.services.close()
+
+
+@pytest.mark.asyncio
+async def test_quit_command_saves_and_leaves(quick_server, tmp_path):
+    """/quit, listed in the help, leaves as Ctrl+Q does (it once did nothing: the coroutine
+    was called and never awaited), with the progress saved."""
+    app = new_app(quick_server, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await command(pilot, "/n")
+        await command(pilot, "/quit")
+        await pilot.pause(0.5)
+        assert app._exit, "/quit did not leave the game"
+    saved = Game.load(load_world(), tmp_path / "save.json")
+    assert saved.progress.room == app.game.progress.room != load_world().start
+    app.services.close()

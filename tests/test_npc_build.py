@@ -144,6 +144,16 @@ def test_chat_command_talks_and_shows_scores(npc_server):
     assert result.stdout.count("threshold") == 2
 
 
+def test_a_model_the_server_lacks_is_named_with_what_to_do(npc_server):
+    from maas_client.errors import MaasClientError
+    from maas_client.http_client import ModelClient
+
+    with ModelClient(npc_server.config.http_url) as client, pytest.raises(MaasClientError) as err:
+        client.config_parameters("npc_not_built")
+    assert str(err.value).startswith("npc_not_built: ")
+    assert "`maas status`" in str(err.value) and "`maas build`" in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("content", "suffix", "message"),
     [

@@ -174,6 +174,36 @@ def test_bad_turns_get_a_400_naming_the_problem_and_the_server_goes_on(npc_serve
     assert turn(httpclient, url, ["hi"], [SMITH]).shape == (1, 3)
 
 
+def test_a_polling_server_loads_the_python_models_once(npc_repository, tmp_path):
+    """The stubs import npc_turn's and npc_tokenizer's model.py. Without the bytecode the
+    build writes beside it, the import wrote __pycache__ into the version folder and a polling
+    server (`./run.sh`) reloaded both seconds after loading them; on a first run a reloaded
+    npc_turn then hung on its npc_encoder call."""
+    import dataclasses
+    import shutil
+    import time
+
+    import tritonclient.http as httpclient
+
+    from maas.server import TritonServer
+    from tests.conftest import server_config
+
+    repository = tmp_path / "repo"
+    shutil.copytree(npc_repository, repository)
+    before = {p: p.stat().st_mtime_ns for p in repository.rglob("*")}
+    config = server_config(repository, tmp_path)
+    config = dataclasses.replace(config, model_control=False, poll_s=1)
+    with TritonServer(config) as server:
+        assert turn(httpclient, server.config.http_url, ["hi"], [SMITH]).shape == (1, 3)
+        time.sleep(3)  # three polls
+        assert turn(httpclient, server.config.http_url, ["hi"], [SMITH]).shape == (1, 3)
+        log = server.log_path.read_text()
+    after = {p: p.stat().st_mtime_ns for p in repository.rglob("*")}
+    assert after == before, sorted(str(p) for p in set(after) ^ set(before))
+    for model in ("npc_turn", "npc_tokenizer"):
+        assert log.count(f"successfully loaded '{model}'") == 1, f"{model} loaded again"
+
+
 def test_the_client_uses_npc_turn_and_scores_a_line_by_its_best_example(npc_server):
     from maas_client.npc import TURN_MODEL, NpcClient
     from maas_client.npc_file import parse_npc

@@ -196,6 +196,20 @@ def test_validate_against_a_running_server(quick_server, quick_repository):
     assert "ok" in check_line(result.stdout, "npc_bert version 1", "served")
 
 
+def test_validate_with_url_and_no_server_says_so_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    repository = build_repository(tmp_path / "repo", ("onnx_dynamic",))
+    result = maas("validate", "--repository", str(repository), "--url", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"no Triton server answers at 127.0.0.1:{port}" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "onnx_dynamic version 1" not in result.stdout  # failed before the local checks
+
+
 def test_validate_names_each_broken_model_and_exits_1(tmp_path):
     repository = build_repository(tmp_path / "repo", ("onnx_dynamic", "torch_indexed"))
     # onnx: a dtype the graph does not have; torch: an output dtype only a request can reveal.

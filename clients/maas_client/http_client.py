@@ -65,6 +65,8 @@ class ModelClient:
             message = error.message() or str(error)
             if any(word in message for word in ("Connection refused", "timed out", "Broken pipe")):
                 raise ServerUnavailableError(f"no answer from {self.url}: {message}") from None
+            if "unknown model" in message:  # not built yet, or failed to load
+                message += " on the server (`maas status` lists what it has; `maas build` builds)"
             raise MaasClientError(f"{model}: {message}") from None
         except (ConnectionError, OSError, http.client.HTTPException) as error:
             # HTTPException: a kept-alive connection the server closed (it restarted)

@@ -395,7 +395,7 @@ class GameApp(App[None]):
             "load": self.action_load,
             "why": self.action_why,
             "help": self.action_help,
-            "quit": self.action_quit,
+            "quit": lambda: self.call_later(self.action_quit),  # a coroutine: scheduled
         }
         action = actions.get(verb)
         if action is None:

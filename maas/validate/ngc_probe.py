@@ -57,6 +57,8 @@ def import_python_model(model_py: Path) -> None:
     source = model_py.read_text(encoding="utf-8")
     compile(source, str(model_py), "exec")
     sys.modules.setdefault("triton_python_backend_utils", types.ModuleType("pb_utils_stand_in"))
+    # No __pycache__ in the version folder: a server polling the repository would reload the model
+    sys.dont_write_bytecode = True
     spec = importlib.util.spec_from_file_location("model", model_py)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
