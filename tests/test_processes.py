@@ -3,6 +3,7 @@ backend stubs with it, and leaves no zombie behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -64,3 +65,60 @@ def test_a_dead_stub_is_noticed_and_triton_restarted(backend_repository, tmp_pat
             client.close()
     finally:
         server.close()
+
+
+PARENT = """
+import dataclasses, sys, time, pathlib
+import tritonclient.http as httpclient
+from maas.server import TritonServer
+from tests.conftest import server_config
+from tests.test_npc_turn import SMITH, turn
+
+repo = pathlib.Path(sys.argv[1])
+config = dataclasses.replace(server_config(repo, repo.parent), model_control=False, poll_s=1)
+server = TritonServer(config)
+server.start()
+url = server.config.http_url
+assert turn(httpclient, url, ["hi"], [SMITH]).shape == (1, 3)
+(repo / "npc_turn" / "1" / "edited.txt").write_text("x")  # an in-place edit: Triton reloads
+time.sleep(3)
+print(server._process.pid, flush=True)
+try:  # Triton 2.51's reloaded npc_turn hangs on its npc_encoder call: a graceful exit waits
+    turn(httpclient.InferenceServerClient(url, network_timeout=5), url, ["hi"], [SMITH])
+except Exception:
+    pass
+time.sleep(600)  # killed here
+"""
+
+
+def test_a_hung_triton_dies_with_the_process_that_started_it(npc_repository, tmp_path):
+    """PDEATHSIG once asked Triton to exit gracefully, which a server with a hung model never
+    does: it outlived its parent, holding the ports. Reproduced with an in-place edit of
+    npc_turn under polling (a Triton 2.51 hang we avoid, not one we can fix)."""
+    import shutil
+    import subprocess
+    import sys
+
+    repository = tmp_path / "repo"
+    shutil.copytree(npc_repository, repository)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(repository)], stdout=subprocess.PIPE, text=True
+    )
+    triton_pid = 0
+    try:
+        triton_pid = int(parent.stdout.readline())
+        time.sleep(6)  # the turn above is still waiting
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            alive = {p: s for p, s in group_members(triton_pid).items() if s != "Z"}
+            if not alive:
+                break
+            time.sleep(0.2)
+        assert not alive, f"still running 15 s after its parent died: {alive}"
+    finally:
+        parent.kill()
+        if triton_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(triton_pid, signal.SIGKILL)

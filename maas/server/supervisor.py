@@ -68,7 +68,9 @@ _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-spawner"
 
 
 def _die_with_parent() -> None:
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # SIGKILL, not SIGTERM: a Triton with a hung model never finishes its graceful exit, and
+    # nobody is left to wait for one. Its stubs follow it (tests/test_processes.py).
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def check_port_free(host: str, port: int) -> None:
