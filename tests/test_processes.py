@@ -13,6 +13,17 @@ from maas.server.process_group import group_members
 from tests.conftest import server_config
 
 
+def survivors(group: int, within_s: float) -> dict[int, str]:
+    """The members of a process group still running (zombies aside) once they have had
+    `within_s` seconds to go."""
+    deadline = time.monotonic() + within_s
+    while True:
+        alive = {p: s for p, s in group_members(group).items() if s != "Z"}
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.2)
+
+
 def test_sigkill_of_tritonserver_takes_its_stubs_along(backend_repository, tmp_path):
     server = TritonServer(server_config(backend_repository, tmp_path))
     server.start()
@@ -21,12 +32,7 @@ def test_sigkill_of_tritonserver_takes_its_stubs_along(backend_repository, tmp_p
         stubs = {pid for pid in group_members(triton_pid) if pid != triton_pid}
         assert len(stubs) >= 4  # one stub per model instance: torch x2, tf, onnx
         os.kill(triton_pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            alive = {p: s for p, s in group_members(triton_pid).items() if s != "Z"}
-            if not alive:
-                break
-            time.sleep(0.2)
+        alive = survivors(triton_pid, within_s=10)
         assert not alive, f"still running 10 s after SIGKILL: {alive}"
         assert server.exited.wait(5) and not server.is_running()
         assert triton_pid not in group_members(triton_pid)  # reaped, not a zombie
@@ -92,9 +98,10 @@ time.sleep(600)  # killed here
 
 
 def test_a_hung_triton_dies_with_the_process_that_started_it(npc_repository, tmp_path):
-    """PDEATHSIG once asked Triton to exit gracefully, which a server with a hung model never
-    does: it outlived its parent, holding the ports. Reproduced with an in-place edit of
-    npc_turn under polling (a Triton 2.51 hang we avoid, not one we can fix)."""
+    """A Triton whose npc_turn hung (an in-place edit under polling: a Triton 2.51 hang we
+    avoid, not one we can fix) once outlived a parent killed by timeout(1), holding its ports,
+    while PDEATHSIG asked it for a graceful exit. Here its exit timeout also ends it under
+    SIGTERM; the SIGKILL it now gets does not depend on that."""
     import shutil
     import subprocess
     import sys
@@ -110,12 +117,7 @@ def test_a_hung_triton_dies_with_the_process_that_started_it(npc_repository, tmp
         time.sleep(6)  # the turn above is still waiting
         parent.kill()
         parent.wait()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            alive = {p: s for p, s in group_members(triton_pid).items() if s != "Z"}
-            if not alive:
-                break
-            time.sleep(0.2)
+        alive = survivors(triton_pid, within_s=15)
         assert not alive, f"still running 15 s after its parent died: {alive}"
     finally:
         parent.kill()

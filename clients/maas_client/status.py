@@ -127,6 +127,16 @@ def _stats_by_model(stats: dict[str, Any]) -> dict[tuple[str, str], ModelStatus]
     return found
 
 
+def _require_live(client: Any, address: str) -> bool:
+    try:
+        return bool(client.is_server_live())
+    except Exception as error:  # connection refused, DNS, timeout: all mean "not there"
+        raise ServerUnavailableError(
+            f"no Triton server answers at {address} ({type(error).__name__}); start one "
+            "with `maas serve`"
+        ) from None
+
+
 def fetch_status(
     url: str | None = None,
     timeout_s: float = 5.0,
@@ -146,13 +156,7 @@ def fetch_status(
         address, connection_timeout=timeout_s, network_timeout=timeout_s
     )
     try:
-        try:
-            live = client.is_server_live()
-        except Exception as error:  # connection refused, DNS, timeout: all mean "not there"
-            raise ServerUnavailableError(
-                f"no Triton server answers at {address} ({type(error).__name__}); start one "
-                "with `maas serve`"
-            ) from None
+        live = _require_live(client, address)
         try:
             ready = client.is_server_ready()
             version = client.get_server_metadata(headers=admin).get("version", "?")
@@ -214,13 +218,7 @@ def models_ready(
         address, connection_timeout=timeout_s, network_timeout=timeout_s
     )
     try:
-        try:
-            client.is_server_live()
-        except Exception as error:  # connection refused, DNS, timeout: all mean "not there"
-            raise ServerUnavailableError(
-                f"no Triton server answers at {address} ({type(error).__name__}); start one "
-                "with `maas serve`"
-            ) from None
+        _require_live(client, address)
         return {name: bool(client.is_model_ready(name)) for name in models}
     finally:
         client.close()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.errors import MaasError
 from maas.server.supervisor import clean_reason
 from maas.validate import ngc
 from maas.validate.samples import sample_inputs
@@ -63,7 +62,9 @@ def validate_repository(
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     if url is not None:
-        require_server(url)  # before minutes of local checks, not after
+        from maas_client.status import models_ready
+
+        models_ready(url, ())  # nobody at --url: say so before minutes of local checks
     entries = discover(repository)
     models = {e.name: e for e in entries}
     reports: list[ModelReport] = []
@@ -187,24 +188,6 @@ class Target:
 
     client: object
     load_reasons: dict[str, str] = field(default_factory=dict)
-
-
-def require_server(url: str) -> None:
-    import tritonclient.http as httpclient
-
-    from maas_client.urls import normalize_url
-
-    address = normalize_url(url)
-    client = httpclient.InferenceServerClient(address, connection_timeout=10, network_timeout=10)
-    try:
-        client.is_server_live()
-    except Exception as error:  # refused, DNS, timeout: all mean nobody is there
-        raise MaasError(
-            f"no Triton server answers at {address} ({type(error).__name__}); start one with "
-            "`maas serve`, or leave out --url for a temporary one"
-        ) from None
-    finally:
-        client.close()
 
 
 @contextmanager
