@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from maas.add_model.artifact import Artifact, ArtifactTensor, Reference
+from maas.add_model.batch_size import choose_max_batch_size
 from maas.add_model.declarations import AddModelError, Declared, numpy_triton_type
 from maas.validate.samples import sample_tensor
 from maas_backends.common import (
@@ -22,7 +23,8 @@ from maas_backends.common import (
     wire_name,
 )
 
-DEFAULT_MAX_BATCH_SIZE = 4  # Triton's default when it completes a config (default-max-batch-size)
+# Where the batch axis is settled, before the measured choice (batch_size.py) replaces it.
+DEFAULT_MAX_BATCH_SIZE = 4
 RUN_A = (3, 8)  # batch rows and what a -1 dimension becomes, first generated run
 RUN_B = (2, 5)  # second run: dimensions that change between the runs vary
 
@@ -263,6 +265,7 @@ def derive(
                 for t in inputs
             ]
             out_b = None
+    batch_note = len(notes)
     notes.append(f"max_batch_size {batch}: {why}")
 
     outputs = _outputs(artifact, declared_outputs, existing, out_a, out_b, batch, run_a, run_b)
@@ -281,6 +284,18 @@ def derive(
         notes.append(
             f"max_batch_size 0 after all: {', '.join(flat)} {'has' if len(flat) == 1 else 'have'}"
             " only a batch dimension, which Triton batching cannot express; dims include it (-1)"
+        )
+    checked_rows = len(next(iter(run_a.values()))) if batch else 0
+    if batch and max_batch_size is None and existing is None:
+        choice = choose_max_batch_size(reference, run_a, floor=checked_rows)
+        batch = choice.size
+        notes[batch_note] = f"max_batch_size {batch}: {why}; {choice.why}"
+    elif batch and checked_rows > batch:
+        source = "--max-batch-size" if max_batch_size is not None else "the model's config"
+        raise AddModelError(
+            f"--example has {checked_rows} rows but max_batch_size is {batch} ({source}): the "
+            f"served model would refuse it. Pass an example of at most {batch} rows"
+            + (" or a larger --max-batch-size" if max_batch_size is not None else "")
         )
     reference.output_names = [t.name for t in outputs]
     out_a = _renamed(out_a, reference.output_names)
@@ -328,10 +343,6 @@ def derive(
                 f"({mixed[0]}): the model mixes rows, so Triton's batching would mix players' "
                 "requests. Pass --max-batch-size 0 (the whole tensor is one request)"
             )
-    if batch and rows > batch:  # the check request must fit the model's batch limit
-        run_a = {k: v[:batch] for k, v in run_a.items()}
-        out_a = rerun(run_a, f"the example's first {batch} rows")
-        notes.append(f"checked with the example's first {batch} rows (max_batch_size {batch})")
     expected = None if varies else out_a
     return Derived(config, notes, reference, run_a, expected)
 
