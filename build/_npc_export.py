@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 BUILD_DIR = Path(__file__).resolve().parent
 CONFIGS_DIR = BUILD_DIR.parent / "model_repository"  # the committed config.pbtxt files
 TOKENIZER_MODEL_PY = BUILD_DIR / "_npc_tokenizer_model.py"
@@ -216,6 +218,61 @@ def write_turn_folder(
     )
 
 
+def encoder_to_onnx(encoder: Any, target: Path, *, int8: bool = False) -> Path:
+    """npc_encoder's TorchScript as ONNX for npc_turn's in-process CPU path (onnxruntime):
+    fp32, or with its MatMul and Gather weights quantized to int8 per channel (dynamic
+    quantization: activations are quantized at run time, nothing to calibrate). The precision
+    is kept in the file's metadata, which npc_turn logs."""
+    import tempfile
+
+    import onnx
+    import torch
+
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        plain = Path(scratch) / "fp32.onnx"
+        example = torch.ones((2, 16), dtype=torch.int64)
+        dynamic = {0: "batch", 1: "tokens"}
+        with torch.no_grad():
+            torch.onnx.export(
+                encoder, (example, torch.ones_like(example)), str(plain),
+                input_names=["input_ids", "attention_mask"], output_names=["EMBEDDING__0"],
+                dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic,
+                              "EMBEDDING__0": {0: "batch"}},
+                opset_version=17, dynamo=False,
+            )  # fmt: skip
+        source = plain
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            source = Path(scratch) / "int8.onnx"
+            quantize_dynamic(plain, source, weight_type=QuantType.QInt8, per_channel=True)
+        model = onnx.load(str(source))
+        onnx.helper.set_model_props(model, {"precision": "int8" if int8 else "fp32"})
+        onnx.save(model, str(target))
+    return target
+
+
+def onnx_encoder(path: Path, threads: int | None = None) -> Any:
+    """An onnxruntime session of encoder_to_onnx's file as the TorchScript encoder is called:
+    (ids, mask) tensors -> embeddings tensor (what _npc_eval and the bench call)."""
+    import os
+
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def encode(ids: Any, mask: Any) -> Any:
+        feed = {"input_ids": np.asarray(ids, np.int64), "attention_mask": np.asarray(mask)}
+        feed["attention_mask"] = feed["attention_mask"].astype(np.int64)
+        return torch.from_numpy(session.run(None, feed)[0])
+
+    return encode
+
+
 def write_repository(repository: Path, scorer: Any, tokenizer_dir: Path | None = None) -> Path:
     """The three models (the committed configs) with version 1 built from `scorer`."""
     for name in MODEL_NAMES:
@@ -227,6 +284,8 @@ def write_repository(repository: Path, scorer: Any, tokenizer_dir: Path | None =
         to_torchscript(scorer),
         tokenizer_dir,
     )
-    encoder_to_torchscript(scorer).save(str(repository / "npc_encoder" / "1" / "model.pt"))
+    encoder = encoder_to_torchscript(scorer)
+    encoder.save(str(repository / "npc_encoder" / "1" / "model.pt"))
     write_turn_folder(repository / "npc_turn" / "1", 1, tokenizer_dir)
+    encoder_to_onnx(encoder, repository / "npc_turn" / "1" / "encoder.onnx")
     return repository

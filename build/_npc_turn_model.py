@@ -4,14 +4,21 @@ Why it exists: an NPC's lines are fixed content, so their embeddings are compute
 in a bounded LRU cache; per turn only the player's line goes through the encoder (npc_encoder,
 called with BLS). npc_dialogue encodes every line on every turn.
 
-Self-contained on purpose (numpy, `tokenizers`, Triton's utils): it runs in the NGC image's
-Python backend as well as in the wheel's, without this project installed. The build copies it
-into each npc_turn version folder as model.py, beside tokenizer.json and encoder.json (the
-npc_encoder version it calls: a cache lives in one model instance, so its entries always come
-from that one encoder version).
+On a CPU-only server the encoder runs inside this model instead (ENCODER_IN_PROCESS "auto"):
+the same weights exported by the build as encoder.onnx and run by onnxruntime, so a turn
+crosses one backend stub, not two, and onnxruntime's CPU kernels beat libtorch's on these
+encoders (docs/benchmarks.md). Where a GPU is visible, where onnxruntime is not installed (the
+NGC image's Python), or with "never", it calls npc_encoder: native libtorch on the GPU server.
+
+Self-contained on purpose (numpy, `tokenizers`, Triton's utils; onnxruntime if present): it
+runs in the NGC image's Python backend as well as in the wheel's, without this project
+installed. The build copies it into each npc_turn version folder as model.py, beside
+tokenizer.json, encoder.json (the npc_encoder version it calls: a cache lives in one model
+instance, so its entries always come from that one encoder version) and encoder.onnx.
 """
 
 import json
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -118,6 +125,15 @@ class TritonPythonModel:
         )
         self.metrics = CacheMetrics({"model": args["model_name"], "version": args["model_version"]})
         self.metrics.update(self.cache)
+        self.session, self.runtime = _in_process_encoder(
+            folder / "encoder.onnx", parameters.get("ENCODER_IN_PROCESS", "auto")
+        )
+        pb_utils.Logger.log_info(
+            f"npc_turn: encoder {self.runtime}"
+            if self.session is not None
+            else f"npc_turn: encoder through {self.encoder_model} version {self.encoder_version}"
+            f" ({self.runtime})"
+        )
 
     def finalize(self):
         self.metrics.close()
@@ -196,6 +212,9 @@ class TritonPythonModel:
         return vectors
 
     def _call_encoder(self, ids, mask):
+        if self.session is not None:
+            (vectors,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            return np.asarray(vectors, dtype=np.float32)
         request = pb_utils.InferenceRequest(
             model_name=self.encoder_model,
             model_version=self.encoder_version,
@@ -229,6 +248,35 @@ class TritonPythonModel:
         rows = [[_decode(v, "CANDIDATE", f"{r},{c}") for c, v in enumerate(row)]
                 for r, row in enumerate(candidates)]  # fmt: skip
         return queries, rows
+
+
+def _gpu_visible():
+    """An NVIDIA device node that CUDA_VISIBLE_DEVICES does not hide (no CUDA import here)."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1", "none")
+    return os.path.exists("/dev/nvidiactl") and not hidden
+
+
+def _in_process_encoder(path, mode):
+    """(onnxruntime session or None, what serves the encoder and why)."""
+    if mode not in ("auto", "never"):
+        raise ValueError(f"ENCODER_IN_PROCESS is 'auto' or 'never', not {mode!r}")
+    if mode == "never":
+        return None, "ENCODER_IN_PROCESS is never"
+    if not path.exists():
+        return None, f"no {path.name} in this version"
+    if _gpu_visible():
+        return None, "a GPU is visible: npc_encoder runs there"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, "onnxruntime is not installed"
+    options = ort.SessionOptions()
+    threads = int(os.environ.get("MAAS_FRAMEWORK_THREADS", "0")) or len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    precision = session.get_modelmeta().custom_metadata_map.get("precision", "fp32")
+    return session, f"in-process: onnxruntime {ort.__version__}, {precision}, {threads} threads"
 
 
 def _texts(request, name):

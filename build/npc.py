@@ -17,10 +17,14 @@ import glob
 import itertools
 import os
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from maas import reply_threshold
 from maas.buildkit import (
@@ -40,6 +44,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data" / "npc"
 POOLED_INTENTS = ("greet", "goodbye", "thanks", "insult", "name")  # NPC-independent player lines
 TARGET_TOP1 = 0.90  # the target on held-out player lines
 GATE_TOP1 = 0.85  # a default build below this is not published (the base model gets ~0.49)
+# int8 serves on CPU only if it costs at most this much held-out top-1 (else fp32 ONNX)
+INT8_TOLERANCE = 0.005
 OFFTOPIC_REFUSED_GOAL = 0.85  # of heldout_offtopic.yaml's lines: sets the reply threshold
 FULL = {
     "epochs": 3,
@@ -452,6 +458,46 @@ def evaluate(judge: Any, encoder: Any, tokenizer: Any, sets: HeldOutSets) -> dic
     }
 
 
+def choose_cpu_encoder(
+    encoder: Any, tokenizer: Any, sets: HeldOutSets, trained: dict[str, Any], scratch: Path
+) -> tuple[Path, dict[str, Any]]:
+    """npc_turn's in-process CPU encoder (onnxruntime): int8 where the first held-out set keeps
+    its top-1, lines alone and with examples, within INT8_TOLERANCE of the fp32 encoder; fp32
+    otherwise. The independent set is reported, never used to choose."""
+    export, judge = _export_module(), _eval_module()
+    fp32 = export.encoder_to_onnx(encoder, scratch / "fp32.onnx")
+    texts = [t for npc in sets.heldout for t in npc.scored_texts][:64]
+    ids = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch_inference():
+        want = encoder(ids["input_ids"], ids["attention_mask"]).numpy()
+    have = export.onnx_encoder(fp32)(ids["input_ids"], ids["attention_mask"]).numpy()
+    gap = float(np.abs(want - have).max())
+    if gap > 1e-4:
+        raise BuildError(f"the ONNX export of the encoder differs from TorchScript by {gap:g}")
+    int8 = export.encoder_to_onnx(encoder, scratch / "int8.onnx", int8=True)
+    quantized = evaluate(judge, export.onnx_encoder(int8), tokenizer, sets)
+    keys = ("heldout_top1", "heldout_top1_with_examples")
+    loss = max(trained[k] - quantized[k] for k in keys)
+    precision = "int8" if loss <= INT8_TOLERANCE else "fp32"
+    console.print(
+        f"[bold]CPU encoder[/] (npc_turn in-process, onnxruntime): {precision}; int8 loses "
+        f"{loss:.1%} of held-out top-1 (at most {INT8_TOLERANCE:.1%} allowed)"
+    )
+    figures = {
+        "precision": precision,
+        "fp32_onnx_max_abs_diff": gap,
+        "int8_tolerance": INT8_TOLERANCE,
+        "int8": {k: quantized[k] for k in (*keys, "independent", "independent_with_examples")},
+    }
+    return (int8 if precision == "int8" else fp32), figures
+
+
+def torch_inference() -> Any:
+    import torch
+
+    return torch.inference_mode()
+
+
 def derive_turn_models(repository: Path) -> ModelCard:
     """npc_encoder and npc_turn from the newest npc_bert and npc_tokenizer, in seconds: for a
     repository built before npc_turn existed (`maas build npc --derive`). Same weights, so the
@@ -490,6 +536,7 @@ def derive_turn_models(repository: Path) -> ModelCard:
     card.version = int(encoder_version.published.name)
     with staged_version(repository / "npc_turn") as turn:
         export.write_turn_folder(turn.path, card.version, tokens)
+        export.encoder_to_onnx(encoder, turn.path / "encoder.onnx")  # same weights: fp32
         card.write(turn.path)
     card.timings_s["total"] = round(time.perf_counter() - started, 1)
     return card
@@ -577,6 +624,9 @@ def build(
         raise BuildError(f"the TorchScript export differs from eager PyTorch by {gap:g}")
     with timed(card, "evaluate"):
         trained = evaluate(judge, encoder, tokenizer, sets)
+    scratch = Path(tempfile.mkdtemp(prefix="maas-cpu-encoder-"))
+    with timed(card, "cpu_encoder"):
+        cpu_encoder, cpu_figures = choose_cpu_encoder(encoder, tokenizer, sets, trained, scratch)
     card.metrics = {
         **{k: v for k, v in trained.items() if not k.startswith("_")},
         "base": {k: v for k, v in base.items() if not k.startswith("_")},
@@ -584,6 +634,7 @@ def build(
         "offtopic_refused_goal": OFFTOPIC_REFUSED_GOAL,
         "train_loss_per_epoch": losses,
         "export_max_abs_diff": gap,
+        "cpu_encoder": cpu_figures,
     }
     independent, hinted = trained["independent"], trained["independent_with_examples"]
     console.print(
@@ -626,7 +677,9 @@ def build(
     assert encoder_version.published is not None
     with staged_version(repository / "npc_turn") as turn:
         export.write_turn_folder(turn.path, int(encoder_version.published.name), base_dir)
+        shutil.move(cpu_encoder, turn.path / "encoder.onnx")
         card.write(turn.path)
+    shutil.rmtree(scratch, ignore_errors=True)
     if latest_version_dir(repository / "npc_dialogue") is None:
         (repository / "npc_dialogue" / "1").mkdir()  # an ensemble still needs a version folder
     if not quick:  # the operator owns the configs: say when they no longer fit

@@ -587,6 +587,9 @@ def bench(
     ray: Annotated[
         bool, typer.Option(help="Measure the Ray Serve baseline too (about 30 s to start)")
     ] = True,
+    perf_analyzer: Annotated[
+        bool, typer.Option(help="NVIDIA's perf_analyzer beside our generator on Triton's rows")
+    ] = True,
 ) -> None:
     """Closed-loop throughput and latency of Triton against its limit and other servers.
 
@@ -604,6 +607,7 @@ def bench(
             in_process_seconds,
             reports or PROJECT_ROOT / "reports",
             ray=ray,
+            perf_analyzer=perf_analyzer,
         )
         return
 
@@ -621,6 +625,7 @@ def bench(
         status=console.status,
         on_row=print_row,
         ray=ray,
+        perf_analyzer=perf_analyzer,
     )
     report, path, picture, machine = run.report, run.json_path, run.plot_path, run.report["machine"]
     for note in run.notes:
@@ -643,6 +648,7 @@ def bench(
         "generator's own cores; triton = with its committed dynamic batching",
         style="dim",
     )
+    _print_referee(report["served"], "throughput", "concurrency")
     if report["targets"]:
         judged = Table("target", "measured", "goal", "met", title="Targets, this run")
         for row in report["targets"]:
@@ -660,6 +666,7 @@ def _bench_npc_turns(
     folder: Path,
     *,
     ray: bool,
+    perf_analyzer: bool,
 ) -> None:
     from maas.bench.npc_turns import run_npc_turns_bench
 
@@ -676,8 +683,11 @@ def _bench_npc_turns(
         status=console.status,
         on_row=print_row,
         ray=ray,
+        perf_analyzer=perf_analyzer,
     )
     console.print(report["machine"])
+    for note in report["notes"]:
+        console.print(f"[yellow]{escape(note)}")
     console.print(
         f"Realistic: {report['npcs']} NPCs, each turn a new line of "
         f"{report['player_lines_in_pool']:,} distinct chat lines"
@@ -689,10 +699,19 @@ def _bench_npc_turns(
                       f"{row['turns_per_s']:.1f}", f"{row['p50_ms']:.1f}",
                       f"{row['p99_ms']:.1f}", str(row["errors"]))  # fmt: skip
     console.print(table)
+    _print_referee(report["rows"], "turns_per_s", "clients")
     console.print(
-        "In-process npc_encoder on player lines (texts/s): "
+        "In-process npc_encoder (TorchScript) on player lines (texts/s): "
         + ", ".join(f"batch {r['batch']}: {r['texts_per_s']}" for r in report["in_process_encoder"])
     )
+    if report["in_process_onnxruntime"]:
+        console.print(
+            "In-process npc_turn's onnxruntime encoder (texts/s): "
+            + ", ".join(
+                f"batch {r['batch']}: {r['texts_per_s']}" for r in report["in_process_onnxruntime"]
+            )
+        )
+    console.print(f"npc_turn's encoder on this CPU server: {report['encoder_runtime']}")
     ratios = report["ratios"]
     ray = ratios["turn_over_ray_cached"]
     console.print(
@@ -705,6 +724,24 @@ def _bench_npc_turns(
         f"({report['npc_lines_warmed']:,} lines, one turn per NPC), as after a game's first turns."
     )
     console.print(f"Raw figures: {path}")
+
+
+def _print_referee(rows: list[dict], key: str, clients: str) -> None:
+    """perf_analyzer's figures beside ours, where it measured."""
+    judged = [r for r in rows if r.get("perf_analyzer")]
+    if not judged:
+        return
+    table = Table("model", "c", "ours/s", "perf_analyzer/s", "gap", "p50", "p99",
+                  title="NVIDIA perf_analyzer beside our generator, same requests",
+                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)  # fmt: skip
+    for row in judged:
+        found = row["perf_analyzer"]
+        gap = found["gap"]
+        table.add_row(row["model"], str(row[clients]), f"{row[key]:.1f}", f"{found[key]:.1f}",
+                      f"{gap:+.0%}" if gap is not None else "-", f"{found['p50_ms']:.1f}",
+                      f"{found['p99_ms']:.1f}")  # fmt: skip
+    console.print(table)
+    console.print("gap: perf_analyzer / ours - 1; p50, p99: perf_analyzer's, in ms", style="dim")
 
 
 SHORT_SERVER = {  # bench server names as table cells that fit 80 columns

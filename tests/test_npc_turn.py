@@ -174,11 +174,13 @@ def test_bad_turns_get_a_400_naming_the_problem_and_the_server_goes_on(npc_serve
     assert turn(httpclient, url, ["hi"], [SMITH]).shape == (1, 3)
 
 
-def test_a_polling_server_loads_the_python_models_once(npc_repository, tmp_path):
+def test_a_polling_server_loads_the_python_models_once(npc_repository, npc_server, tmp_path):
     """The stubs import npc_turn's and npc_tokenizer's model.py. Without the bytecode the
     build writes beside it, the import wrote __pycache__ into the version folder and a polling
     server (`./run.sh`) reloaded both seconds after loading them; on a first run a reloaded
-    npc_turn then hung on its npc_encoder call."""
+    npc_turn then hung on its npc_encoder call. That call is the GPU server's path, so this
+    server takes it (ENCODER_IN_PROCESS never) and must score as the CPU path does: the session
+    server runs the encoder inside npc_turn (onnxruntime, one stub instead of two)."""
     import dataclasses
     import shutil
     import time
@@ -190,14 +192,24 @@ def test_a_polling_server_loads_the_python_models_once(npc_repository, tmp_path)
 
     repository = tmp_path / "repo"
     shutil.copytree(npc_repository, repository)
+    config_file = repository / "npc_turn" / "config.pbtxt"
+    auto = '"ENCODER_IN_PROCESS" value: { string_value: "auto" }'
+    assert auto in config_file.read_text()
+    config_file.write_text(config_file.read_text().replace(auto, auto.replace("auto", "never")))
     before = {p: p.stat().st_mtime_ns for p in repository.rglob("*")}
     config = server_config(repository, tmp_path)
     config = dataclasses.replace(config, model_control=False, poll_s=1)
+    said = ["hi", "where can I sleep tonight?", "Ünïcödé façade 🐉"]
+    in_process = turn(httpclient, npc_server.config.http_url, said, [SMITH] * 3)
     with TritonServer(config) as server:
-        assert turn(httpclient, server.config.http_url, ["hi"], [SMITH]).shape == (1, 3)
+        through_encoder = turn(httpclient, server.config.http_url, said, [SMITH] * 3)
         time.sleep(3)  # three polls
         assert turn(httpclient, server.config.http_url, ["hi"], [SMITH]).shape == (1, 3)
         log = server.log_path.read_text()
+    np.testing.assert_allclose(through_encoder, in_process, atol=1e-5)
+    assert "npc_turn: encoder through npc_encoder version 1 (ENCODER_IN_PROCESS is never)" in log
+    session_log = npc_server.log_path.read_text()
+    assert "npc_turn: encoder in-process: onnxruntime" in session_log
     after = {p: p.stat().st_mtime_ns for p in repository.rglob("*")}
     assert after == before, sorted(str(p) for p in set(after) ^ set(before))
     for model in ("npc_turn", "npc_tokenizer"):

@@ -14,6 +14,7 @@ from maas_backends.common import BackendError
 from tests.broken_exports import export_module_wrapper
 from tests.cli_calls import maas
 from tests.fixture_models import build_repository, write_config
+from tests.npc_fixtures import load_export
 
 
 def rows(output: str) -> dict[str, list[str]]:
@@ -78,7 +79,9 @@ def test_label_file_must_have_one_line_per_class(tmp_path):
 
 def test_served_versions_follow_the_version_policy(tmp_path):
     repository = tmp_path / "repo"
-    shutil.copytree(PROJECT_ROOT / "model_repository" / "mnist", repository / "mnist")
+    (repository / "mnist").mkdir(parents=True)  # the committed files, not a local build's
+    for name in ("config.pbtxt", "labels.txt"):
+        shutil.copy(PROJECT_ROOT / "model_repository" / "mnist" / name, repository / "mnist")
     for version in ("1", "2", "10"):
         (repository / "mnist" / version).mkdir()
     (entry,) = discover(repository)  # latest { num_versions: 2 }
@@ -167,7 +170,38 @@ def test_validate_quick_built_models_with_the_ngc_runtime(quick_repository):
     assert "ok" in encoder and "torch 2.5.0" in encoder and "same outputs as local" in encoder
     turn = check_line(output, "npc_turn version 1", "ngc-24.10 python")
     assert "compiles and imports" in turn
+    # npc_turn's in-process CPU encoder: npc_encoder's embeddings, also in the image's ORT
+    side = check_line(output, "npc_turn version 1", "encoder.onnx")
+    assert "ok" in side and "runs as npc_encoder/1 does" in side, side
+    side = check_line(output, "npc_turn version 1", "ngc-24.10 encoder.onnx")
+    assert "same outputs as local" in side and "onnxruntime 1.19.2" in side, side
     assert "All 6 model versions passed (ngc-24.10)" in output
+
+
+def test_a_stale_or_broken_cpu_encoder_fails_validation(quick_repository, tmp_path):
+    """encoder.onnx stands in for npc_encoder on CPU servers: one from other weights (here the
+    untrained base model's) or one that does not load is named, with exit code 1."""
+    import shutil
+
+    from maas.validate.pipeline import validate_repository
+
+    repository = tmp_path / "repo"
+    for model in ("npc_encoder", "npc_turn"):
+        shutil.copytree(quick_repository[0] / model, repository / model)
+    export = load_export()
+    base = export.encoder_to_torchscript(export.make_pair_scorer(export.load_encoder()))
+    side = repository / "npc_turn" / "1" / "encoder.onnx"
+    export.encoder_to_onnx(base, side)
+    (report,) = [r for r in validate_repository(repository, log=lambda _: None)
+                 if r.model == "npc_turn"]  # fmt: skip
+    (check,) = [c for c in report.checks if c.name == "encoder.onnx"]
+    assert check.ok is False and "differs from npc_encoder by" in check.detail, check
+    side.write_bytes(b"not onnx")
+    result = maas("validate", "--repository", str(repository))
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "encoder.onnx" in result.stdout and "fail" in check_line(
+        result.stdout, "npc_turn version 1", "encoder.onnx"
+    )
 
 
 def test_validate_fixtures_of_every_platform_with_the_ngc_runtime(backend_repository):

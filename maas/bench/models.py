@@ -50,6 +50,8 @@ class Models:
         self.bert = torch.jit.load(str(bert / "model.pt")).eval()
         encoder = latest_version_dir(repository / "npc_encoder")
         self.encoder = torch.jit.load(str(encoder / "model.pt")).eval() if encoder else None
+        turn = latest_version_dir(repository / "npc_turn")
+        self.onnx_encoder = _onnx_session(turn / "encoder.onnx") if turn else None
         self.tokenizer = Tokenizer.from_file(str(tokens / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=128)
         self.tokenizer.enable_padding(pad_to_multiple_of=pad_to_multiple_of)
@@ -72,15 +74,43 @@ class Models:
         with self.torch.inference_mode():
             return self.bert(*ids(queries), *ids(candidates)).reshape(-1).numpy()
 
-    def embeddings(self, texts: list[str]) -> np.ndarray:
-        """npc_encoder on `texts` (the cached design's one encoding per new text)."""
+    @property
+    def served_runtime(self) -> str:
+        """What npc_turn runs on a CPU server: its onnxruntime file if the build made one."""
+        return "onnxruntime" if self.onnx_encoder is not None else "torchscript"
+
+    def embeddings(self, texts: list[str], runtime: str | None = None) -> np.ndarray:
+        """The encoder on `texts` (the cached design's one encoding per new text): npc_turn's
+        runtime unless `runtime` names one (the in-process limit is TorchScript's)."""
+        runtime = runtime or self.served_runtime
+        found = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in found], np.int64)
+        mask = np.array([e.attention_mask for e in found], np.int64)
+        if runtime == "onnxruntime" and self.onnx_encoder is not None:
+            return self.onnx_encoder.run(None, {"input_ids": ids, "attention_mask": mask})[0]
         if self.encoder is None:
             raise MaasError("npc_encoder has no version in this repository")
-        found = self.tokenizer.encode_batch(texts)
-        ids = self.torch.tensor([e.ids for e in found])
-        mask = self.torch.tensor([e.attention_mask for e in found])
         with self.torch.inference_mode():
-            return self.encoder(ids, mask).numpy()
+            return self.encoder(self.torch.from_numpy(ids), self.torch.from_numpy(mask)).numpy()
+
+
+def served_runtime(repository: Path) -> str:
+    """The encoder runtime npc_turn runs on a CPU server: its onnxruntime file where the build
+    made one (see build/_npc_turn_model.py), else npc_encoder's TorchScript."""
+    turn = latest_version_dir(repository / "npc_turn")
+    return "onnxruntime" if turn and (turn / "encoder.onnx").exists() else "torchscript"
+
+
+def _onnx_session(path: Path) -> Any:
+    """npc_turn's in-process encoder, set up as npc_turn sets it up (all cores, one pool)."""
+    if not path.exists():
+        return None
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class LineCache:

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from maas.bench import perf_analyzer as pa
 from maas.bench.compare import SharedRequests, load, posting, time_calls
-from maas.bench.models import Models, version_dir
+from maas.bench.models import Models, served_runtime, version_dir
 from maas.errors import MaasError
 from maas.paths import PROJECT_ROOT
 
@@ -90,6 +91,14 @@ def body(model: str, said: str, lines: list[str]) -> tuple[bytes, dict[str, str]
     return triton_body(tensors, [httpclient.InferRequestedOutput("SCORE", binary_data=True)])
 
 
+def turn_tensors(said: str, lines: list[str]) -> dict[str, np.ndarray]:
+    """npc_turn's inputs for one turn, batch 1 (what body() sends, as arrays)."""
+    return {
+        "QUERY": np.array([[said.encode()]], dtype=object),
+        "CANDIDATE": np.array([[t.encode() for t in lines]], dtype=object),
+    }
+
+
 def json_body(said: str, lines: list[str]) -> tuple[bytes, dict[str, str]]:
     """The FastAPI baseline's turn: {"query", "candidates"}."""
     import json
@@ -145,15 +154,23 @@ def warm_up(url: str, npcs: list[Any], path: str, make: Callable[..., tuple]) ->
     return sum(len(npc.texts) for npc in npcs)
 
 
-def in_process_limit(repository: Path, lines: list[str], seconds: float) -> list[dict]:
-    """npc_encoder's TorchScript on player lines, tokenized as npc_turn does: texts per second
-    at each batch size (one encoding per turn is the least a turn can cost)."""
+def in_process_limit(
+    repository: Path, lines: list[str], seconds: float, runtime: str = "torchscript"
+) -> list[dict]:
+    """The encoder on player lines, tokenized as npc_turn does: texts per second at each batch
+    size (one encoding per turn is the least a turn can cost). The limit the targets use is
+    npc_encoder's TorchScript (naive in-process PyTorch); "onnxruntime" is npc_turn's CPU file."""
     models = Models(repository, pad_to_multiple_of=16)  # tokenized as npc_turn does
+    if runtime == "onnxruntime" and models.onnx_encoder is None:
+        return []
     source = itertools.cycle(lines)
     rows = []
     for batch in (1, 2, 4, 8, 16, 32):
-        row = time_calls(lambda b=batch: models.embeddings([next(source) for _ in range(b)]),
-                         batch, seconds)  # fmt: skip
+        row = time_calls(
+            lambda b=batch: models.embeddings([next(source) for _ in range(b)], runtime),
+            batch,
+            seconds,
+        )
         rows.append({"batch": batch, "texts_per_s": row["throughput"], "p50_ms": row["p50_ms"]})
     return rows
 
@@ -168,10 +185,12 @@ def run_npc_turns(
     status: Callable[[str], Any],
     on_row: Callable[[dict], None] = lambda _: None,
     baselines: dict[str, Callable[[], AbstractContextManager[str]]] | None = None,
+    referee: Callable[[list[tuple[str, list[str]]], int, float], dict] | None = None,
 ) -> dict:
     """Every row of the comparison, the in-process limit and the ratios the targets use;
     `baselines`: row label -> a context that runs a baseline with npc_turn's design and gives
-    its address (each runs only for its own rows: an idle Ray still takes CPU)."""
+    its address (each runs only for its own rows: an idle Ray still takes CPU); `referee`:
+    perf_analyzer on npc_turn's realistic rows with the same turns (turns, clients, ours)."""
     baselines = baselines or {}
     npcs = npc_pool()
     with status("Reading the chat corpus for player lines"):
@@ -190,16 +209,18 @@ def run_npc_turns(
             for clients in levels:
                 with status(f"{scenario}: {model}, {clients} clients"):
                     if scenario == "realistic":
-                        made = [
-                            body(model, next(cursor), rng.choice(npcs).texts)
-                            for _ in range(BODIES_PER_RUN)
-                        ]
+                        turns = [(next(cursor), rng.choice(npcs).texts)
+                                 for _ in range(BODIES_PER_RUN)]  # fmt: skip
                     else:
-                        made = [body(model, said, old_npc.texts) for said in OLD_SCENARIO_LINES]
+                        turns = [(said, old_npc.texts) for said in OLD_SCENARIO_LINES]
+                    made = [body(model, said, lines) for said, lines in turns]
                     row = {"scenario": scenario, "model": model, "clients": clients,
                            **closed_loop(url, model, made, clients, seconds)}  # fmt: skip
                     if scenario != "realistic":
                         row["repeated_lines"] = None  # repeats are this scenario's point
+                if referee is not None and model == "npc_turn" and scenario == "realistic":
+                    with status(f"perf_analyzer: {model}, {clients} clients"):
+                        row["perf_analyzer"] = referee(turns, clients, row["turns_per_s"])
                 rows.append(row)
                 on_row(row)
     for label, running in baselines.items():
@@ -217,14 +238,18 @@ def run_npc_turns(
                                          "/npc_turn")}  # fmt: skip
                 rows.append(row)
                 on_row(row)
-    with status("In-process limit: npc_encoder on player lines"):
+    with status("In-process limit: npc_encoder (TorchScript) on player lines"):
         limit = in_process_limit(repository, pool[-5000:], in_process_seconds)
+    with status("In-process: npc_turn's onnxruntime encoder on player lines"):
+        onnx = in_process_limit(repository, pool[-5000:], in_process_seconds, "onnxruntime")
     return {
         "npcs": len(npcs),
         "player_lines_in_pool": len(pool),
         "npc_lines_warmed": warmed,
+        "encoder_runtime": served_runtime(repository),
         "rows": rows,
         "in_process_encoder": limit,
+        "in_process_onnxruntime": onnx,
         "ratios": ratios(rows, limit, max(levels)),
     }
 
@@ -269,6 +294,7 @@ def run_npc_turns_bench(
     status: Callable[[str], Any],
     on_row: Callable[[dict], None] = lambda _: None,
     ray: bool = True,
+    perf_analyzer: bool = True,
 ) -> tuple[dict, Path]:
     """A Triton on free ports over `repository`, the comparison, and its JSON file."""
     import json
@@ -300,7 +326,21 @@ def run_npc_turns_bench(
     baselines = {FASTAPI_ROW: baseline(start_fastapi, "fastapi")}
     if ray and ray_available():
         baselines[RAY_ROW] = baseline(start_ray, "ray")
-    with status("Starting Triton"), TritonServer(config):
+    notes: list[str] = []
+    with status("Installing perf_analyzer (once)"):
+        missing = pa.install() if perf_analyzer else "perf_analyzer skipped (--no-perf-analyzer)"
+    if missing:
+        notes.append(missing)
+    with status("Starting Triton"), TritonServer(config) as server:
+
+        def referee(turns: list[tuple[str, list[str]]], clients: int, ours: float) -> dict:
+            data = folder / f"bench-npc-turns-{stamp}-perf-analyzer.json"
+            pa.input_data([turn_tensors(said, lines) for said, lines in turns], data)
+            found = pa.measure(config.http_url, "npc_turn", data, clients, seconds,
+                               server.admin_headers)  # fmt: skip
+            found["turns_per_s"] = found.pop("throughput")
+            return {**found, "gap": pa.disagreement(ours, found["turns_per_s"])}
+
         report = run_npc_turns(
             repository,
             config.http_url,
@@ -310,8 +350,13 @@ def run_npc_turns_bench(
             status=status,
             on_row=on_row,
             baselines=baselines,
+            referee=None if missing else referee,
         )
-    report = {"machine": machine_description(), "seconds_per_point": seconds, **report}
+    notes += pa.disagreement_notes(
+        report["rows"], "turns_per_s", lambda r: f"{r['model']} at {r['clients']} clients"
+    )
+    report = {"machine": machine_description(), "seconds_per_point": seconds,
+              "notes": notes, **report}  # fmt: skip
     path = folder / f"bench-npc-turns-{stamp}.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     return report, path

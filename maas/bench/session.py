@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maas.bench import compare as b
+from maas.bench import perf_analyzer as pa
 
 Status = Callable[[str], AbstractContextManager]
 
@@ -51,6 +52,7 @@ def run_bench(
     folder: Path,
     tritonclient: bool = False,
     ray: bool = True,
+    perf_analyzer: bool = True,
     status: Status = lambda _: contextlib.nullcontext(),
     on_row: Callable[[dict], None] = lambda _: None,
 ) -> BenchRun:
@@ -82,9 +84,23 @@ def run_bench(
 
     # model control: the runs without batching reload models
     config = ServerConfig.on_free_ports(repository, model_control=True)
+    with status("Installing perf_analyzer (once)"):
+        missing = pa.install() if perf_analyzer else "perf_analyzer skipped (--no-perf-analyzer)"
+    if missing:
+        notes.append(missing)
     with status("Starting Triton"), TritonServer(config) as server:
         callers = b.triton_callers(config.http_url, data, tritonclient=tritonclient)
         measure("triton, dynamic batching", callers)
+        image = folder / f"bench-{stamp}-perf-analyzer-mnist.json"
+        pa.input_data([{"IMAGE": data.image[None]}], image)
+        for row in served if not missing else []:
+            if row["model"] == "mnist" and row["server"] == "triton, dynamic batching":
+                with status(f"perf_analyzer: mnist, {row['concurrency']} clients"):
+                    found = pa.measure(config.http_url, "mnist", image, row["concurrency"],
+                                       seconds, server.admin_headers)  # fmt: skip
+                row["perf_analyzer"] = {**found,
+                                        "gap": pa.disagreement(row["throughput"],
+                                                               found["throughput"])}  # fmt: skip
         for model, make in callers.items():
             original = b.set_dynamic_batching(config.http_url, model, None, server.admin_headers)
             try:
@@ -111,6 +127,9 @@ def run_bench(
         )
     else:
         notes.append("Ray is not installed: Ray Serve skipped (pip install -e '.[bench]')")
+    notes += pa.disagreement_notes(
+        served, "throughput", lambda r: f"{r['model']} on {r['server']} at {r['concurrency']}"
+    )
     report["served"] = b.with_ratios(served, report["in_process"])
     report["targets"] = b.targets(report, len(data.lines))
     path = folder / f"bench-{stamp}.json"

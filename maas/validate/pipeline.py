@@ -15,6 +15,7 @@ import numpy as np
 
 from maas.server.supervisor import clean_reason
 from maas.validate import ngc
+from maas.validate import side_encoder as side
 from maas.validate.samples import sample_inputs
 from maas.validate.static import ModelEntry, check_ensemble, check_labels, discover
 from maas_backends.common import (
@@ -47,6 +48,8 @@ class ModelReport:
     checks: list[Check] = field(default_factory=list)
     local_outputs: dict[str, np.ndarray] | None = None
     inputs: dict[str, np.ndarray] | None = None
+    # npc_turn's encoder.onnx: (path, config, inputs, local outputs) for the NGC check
+    side_encoder: tuple[Path, dict, dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -78,6 +81,8 @@ def validate_repository(
         for report in reports:
             if report.inputs is not None or report.backend == "python":
                 check_ngc(report, models[report.model], log)
+            if report.side_encoder is not None:
+                check_ngc_side_encoder(report, log)
     return reports
 
 
@@ -114,6 +119,8 @@ def _static_and_local(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[
             report.add("artifact", problem is None, problem or f"{artifact.name} compiles")
             if problem is None:
                 report.inputs = sample_inputs(entry.spec)
+            if (version_dir / side.FILENAME).exists():
+                _side_encoder(report, version_dir, entry, models)
             continue
         if entry.backend not in FRAMEWORKS:
             report.add("artifact", None, f"backend '{entry.backend}' is not checked in-process")
@@ -121,6 +128,40 @@ def _static_and_local(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[
             continue
         _local(report, entry.spec, artifact)
     return reports
+
+
+def _side_encoder(
+    report: ModelReport, version_dir: Path, entry: ModelEntry, models: dict[str, ModelEntry]
+) -> None:
+    """npc_turn's in-process encoder against the npc_encoder version it stands in for."""
+    path = version_dir / side.FILENAME
+    encoder_dir = side.encoder_version(version_dir, entry.folder.parent)
+    encoder = models.get(encoder_dir.parent.name) if encoder_dir else None
+    if encoder_dir is None or encoder is None or not (encoder_dir / "model.pt").exists():
+        report.add(side.FILENAME, False, "encoder.json names no built npc_encoder version")
+        return
+    inputs = side.token_ids()
+    try:
+        config = side.onnx_config(encoder.config)
+        want = _run(load_runner("pytorch", encoder_dir / "model.pt", encoder.spec), encoder.spec,
+                    inputs)  # fmt: skip
+        spec = ModelSpec.from_config(config)
+        have = _run(load_runner("onnxruntime", path, spec), spec, inputs)
+    except Exception as error:  # the framework's own words are the useful part
+        report.add(side.FILENAME, False, framework_message(error))
+        return
+    kind = side.precision(path)
+    problem = side.compare(have["EMBEDDING__0"], want["EMBEDDING__0"], kind)
+    report.add(side.FILENAME, problem is None,
+               problem or f"{kind}, runs as npc_encoder/{encoder_dir.name} does")  # fmt: skip
+    report.side_encoder = (path, config, inputs, have)
+
+
+def _run(runner, spec: ModelSpec, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    (result,) = execute_batched(spec, [inputs], runner.run)
+    if isinstance(result, BackendError):
+        raise result
+    return result
 
 
 def _contract(spec: ModelSpec) -> str:
@@ -328,3 +369,21 @@ def check_ngc(report: ModelReport, entry: ModelEntry, log: Log) -> None:
     if not image_python:
         done += f" (not the image's Python {ngc.IMAGE_PYTHON})"
     report.add(name, not problems, "; ".join(problems) or f"{done} [{versions}]")
+
+
+def check_ngc_side_encoder(report: ModelReport, log: Log) -> None:
+    """encoder.onnx in the image's onnxruntime: the same embeddings as the local one."""
+    assert report.side_encoder is not None
+    path, config, inputs, local = report.side_encoder
+    name = f"{ngc.RUNTIME} {side.FILENAME}"
+    try:
+        result = ngc.run_probe("onnxruntime", path, config, inputs, log=log)
+    except ngc.RuntimeSetupError as error:
+        report.add(name, False, str(error))
+        return
+    versions = ", ".join(f"{k} {v}" for k, v in result.versions.items())
+    if not result.ok:
+        report.add(name, False, f"{result.error} [{versions}]")
+        return
+    problems = differences(result.outputs, local, "the local onnxruntime")
+    report.add(name, not problems, "; ".join(problems) or f"same outputs as local [{versions}]")
