@@ -121,3 +121,13 @@ def test_content_file_errors(tmp_path):
         load_world(bad)
     with pytest.raises(ContentError, match="no such file"):
         load_world(tmp_path / "none.yaml")
+
+
+def test_go_without_a_direction_asks_where_and_names_the_exits(world):
+    game = Game(world)
+    before = (game.room.id, game.progress.moves)
+    for said in ("", "   "):
+        outcome = game.go(said)
+        assert not outcome.ok and outcome.message.startswith("Go where? Exits: ")
+        assert "''" not in outcome.message
+    assert (game.room.id, game.progress.moves) == before

@@ -86,6 +86,9 @@ class Game:
         return "\n".join(lines)
 
     def go(self, direction: str) -> Outcome:
+        if not direction.strip():
+            options = ", ".join(e.direction for e in self.room.exits)
+            return Outcome(False, f"Go where? Exits: {options}.")
         wanted = normalize_direction(direction)
         for e in self.room.exits:
             if e.direction.lower() == wanted:
