@@ -388,6 +388,27 @@ def chat(
                 )
 
 
+_held_saves: list = []  # open lock files: held until the process ends
+
+
+def _hold_save(save_path: Path) -> None:
+    """One game per save file: a second `maas play` on the same file would overwrite the
+    first one's progress with its own, turn by turn, without a word."""
+    import fcntl
+
+    save_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = save_path.with_name(f".{save_path.name}.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        fail(
+            f"another `maas play` is playing from {save_path}: finish that game first, or "
+            "pass --save OTHER.json to play a second one beside it"
+        )
+    _held_saves.append(lock)
+
+
 def default_save_path(title: str) -> Path:
     """One save per adventure, so playing another content file never overwrites this one."""
     import re
@@ -420,6 +441,7 @@ def play(
 
     world = load_world(content or DEFAULT_CONTENT)
     save_path = save or default_save_path(world.title)
+    _hold_save(save_path)
     game = None
     if save_path.exists() and not new:
         try:

@@ -131,3 +131,28 @@ def test_go_without_a_direction_asks_where_and_names_the_exits(world):
         assert not outcome.ok and outcome.message.startswith("Go where? Exits: ")
         assert "''" not in outcome.message
     assert (game.room.id, game.progress.moves) == before
+
+
+def test_a_second_play_on_the_same_save_is_refused_in_one_line(tmp_path):
+    """Two games on one save file would overwrite each other's progress turn by turn."""
+    import subprocess
+    import sys
+
+    from tests.cli_calls import maas
+
+    save = tmp_path / "game.json"
+    holder = subprocess.Popen(  # what the first `maas play` holds while it runs
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(tmp_path / ".game.json.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = maas("play", "--save", str(save), "--url", "127.0.0.1:1", timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "another `maas play` is playing from" in " ".join(result.stderr.split())
+    assert not save.exists()
