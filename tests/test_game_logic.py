@@ -114,6 +114,20 @@ def test_content_errors_name_the_place(change, message):
         parse_world(content_with(change), "game.yaml")
 
 
+def test_every_content_error_is_reported_at_once():
+    def three_mistakes(data):
+        data["rooms"]["square"]["exits"].update(west="moon")
+        data["locks"]["cellar_door"].update(digit=12)
+        data["rooms"]["inn"]["npcs"].append("ghost")
+
+    with pytest.raises(ContentError) as raised:
+        parse_world(content_with(three_mistakes), "game.yaml")
+    said = str(raised.value).splitlines()
+    assert said[0] == "3 problems:" and len(said) == 4
+    for part in ("unknown room 'moon'", "'digit' must be a whole number", "unknown npc 'ghost'"):
+        assert sum(part in line for line in said) == 1, part
+
+
 def test_content_file_errors(tmp_path):
     bad = tmp_path / "game.yaml"
     bad.write_text("rooms: [\n")

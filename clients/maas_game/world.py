@@ -72,43 +72,62 @@ def load_world(path: Path = DEFAULT_CONTENT) -> World:
 
 
 def parse_world(data: Any, where: str) -> World:
+    """The whole file is checked before anything is reported: a writer fixes every problem
+    in one pass instead of one per run."""
     if not isinstance(data, dict):
         raise ContentError(f"{where}: expected a mapping with title, start, goal, rooms, ...")
-    text = {key: _string(data, key, where) for key in ("title", "start", "goal", "win_text")}
+    problems: list[str] = []
+    broken: set[str] = set()  # entries already reported: not "unknown" where they are used
+
+    def each(key: str, parse: Any, *, required: bool = True) -> dict:
+        try:
+            entries = _mapping(data, key, where, required=required)
+        except ContentError as error:
+            problems.append(str(error))
+            return {}
+        parsed = {}
+        for entry_id, entry in entries.items():
+            try:
+                parsed[entry_id] = parse(entry_id, entry, f"{where}: {key}.{entry_id}")
+            except ContentError as error:
+                problems.append(str(error))
+                broken.add(str(entry_id))
+        return parsed
+
+    text = {}
+    for key in ("title", "start", "goal", "win_text"):
+        try:
+            text[key] = _string(data, key, where)
+        except ContentError as error:
+            problems.append(str(error))
     intro = data.get("intro", "")
     if not isinstance(intro, str):
-        raise ContentError(f"{where}: 'intro' must be text")
-    npcs = {
-        npc_id: _npc(entry, f"{where}: npcs.{npc_id}")
-        for npc_id, entry in _mapping(data, "npcs", where).items()
-    }
-    locks = {
-        lock_id: _lock(lock_id, entry, f"{where}: locks.{lock_id}")
-        for lock_id, entry in _mapping(data, "locks", where, required=False).items()
-    }
-    rooms = {
-        room_id: _room(room_id, entry, f"{where}: rooms.{room_id}")
-        for room_id, entry in _mapping(data, "rooms", where).items()
-    }
+        problems.append(f"{where}: 'intro' must be text")
+    npcs = each("npcs", lambda _, entry, at: _npc(entry, at))
+    locks = each("locks", _lock, required=False)
+    rooms = each("rooms", _room)
     for key in ("start", "goal"):
-        if text[key] not in rooms:
-            raise ContentError(f"{where}: {key} {text[key]!r} is not a room ({sorted(rooms)})")
+        if key in text and text[key] not in rooms:
+            problems.append(f"{where}: {key} {text[key]!r} is not a room ({sorted(rooms)})")
     for room in rooms.values():
         for exit_ in room.exits:
-            if exit_.to not in rooms:
-                raise ContentError(
+            if exit_.to not in rooms and exit_.to not in broken:
+                problems.append(
                     f"{where}: rooms.{room.id}.exits.{exit_.direction} leads to unknown room "
                     f"{exit_.to!r}"
                 )
-            if exit_.lock is not None and exit_.lock not in locks:
-                raise ContentError(
+            if exit_.lock is not None and exit_.lock not in locks and exit_.lock not in broken:
+                problems.append(
                     f"{where}: rooms.{room.id}.exits.{exit_.direction} uses unknown lock "
                     f"{exit_.lock!r}"
                 )
-        for npc_id in room.npcs:
-            if npc_id not in npcs:
-                raise ContentError(f"{where}: rooms.{room.id} has unknown npc {npc_id!r}")
-    _check_reachable(rooms, text["start"], text["goal"], where)
+        missing = [n for n in room.npcs if n not in npcs and n not in broken]
+        problems += [f"{where}: rooms.{room.id} has unknown npc {n!r}" for n in missing]
+    if not problems:
+        _check_reachable(rooms, text["start"], text["goal"], where)
+    if problems:
+        count = f"{len(problems)} problems:\n" if len(problems) > 1 else ""
+        raise ContentError(count + "\n".join(problems))
     return World(
         text["title"],
         intro.strip(),
