@@ -121,8 +121,7 @@ class BackgroundBuilds:
         for state in self.states.values():
             if state.state == "building":
                 step = state.step or "starting"
-                share = f" {state.fraction:.0%}" if state.fraction is not None else ""
-                parts.append(f"building {state.recipe}: {step}{share}")
+                parts.append(f"building {state.recipe}: {step}{_share(state.fraction)}")
             elif state.state == "failed":
                 parts.append(f"{state.recipe} build failed (log: {state.log})")
             elif state.state != "done":
@@ -135,7 +134,15 @@ class BackgroundBuilds:
             if model in models_of(state.recipe) and state.state in ("waiting", "building"):
                 if state.state == "waiting":
                     return f"{model} is queued for building (maas build {state.recipe})"
-                share = f", {state.fraction:.0%}" if state.fraction is not None else ""
                 step = state.step or "starting"
-                return f"{model} is being built (maas build {state.recipe}: {step}{share})"
+                return (
+                    f"{model} is being built (maas build {state.recipe}: {step}"
+                    f"{_share(state.fraction)})"
+                )
         return None
+
+
+def _share(fraction: float | None) -> str:
+    """The whole build's progress, said as such: beside a step ("train epoch 2/3") a bare
+    "64%" read as the step's."""
+    return f" ({fraction:.0%} of the build)" if fraction is not None else ""

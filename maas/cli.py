@@ -724,7 +724,12 @@ def _bench_npc_turns(
     _print_referee(report["rows"], "turns_per_s", "clients")
     console.print(
         "In-process npc_encoder (TorchScript) on player lines (texts/s): "
-        + ", ".join(f"batch {r['batch']}: {r['texts_per_s']}" for r in report["in_process_encoder"])
+        + ", ".join(
+            f"batch {r['batch']}"
+            + (f" of {r['tokens']} tokens alike" if "tokens" in r else "")
+            + f": {r['texts_per_s']}"
+            for r in report["in_process_encoder"]
+        )
     )
     if report["in_process_onnxruntime"]:
         console.print(

@@ -89,7 +89,9 @@ def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository,
         assert row["errors"] == 0 and row["turns_per_s"] > 0, row
         if row["scenario"] == "realistic":
             assert row["repeated_lines"] == 0, row
-    assert [r["batch"] for r in report["in_process_encoder"]] == [1, 2, 4, 8, 16, 32]
+    # player lines at each batch size, then the measure: batch 32 of 16-token texts
+    assert [r["batch"] for r in report["in_process_encoder"]] == [1, 2, 4, 8, 16, 32, 32]
+    assert report["in_process_encoder"][-1]["tokens"] == 16
     # npc_turn runs its encoder.onnx here; the baselines use it too, and it is timed in-process
     assert report["encoder_runtime"] == "onnxruntime"
     assert [r["batch"] for r in report["in_process_onnxruntime"]] == [1, 2, 4, 8, 16, 32]

@@ -72,3 +72,15 @@ async def test_the_game_opens_while_mnist_is_built_and_uses_it_once_it_arrives(
             builds.stop()
             services.close()
     assert (repository / "mnist" / "1" / "model.savedmodel").is_dir()
+
+
+def test_build_progress_says_its_share_is_of_the_whole_build(tmp_path):
+    from maas.background_builds import BackgroundBuilds
+
+    builds = BackgroundBuilds(tmp_path, ["npc"])
+    (state,) = builds.states.values()
+    state.state, state.step, state.fraction = "building", "train epoch 2/3", 0.64
+    assert builds.describe() == "building npc: train epoch 2/3 (64% of the build)"
+    assert builds.waiting_for("npc_turn") == (
+        "npc_turn is being built (maas build npc: train epoch 2/3 (64% of the build))"
+    )
