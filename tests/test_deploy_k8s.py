@@ -131,7 +131,9 @@ def test_custom_resources_say_what_their_operators_need():
     ]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     (monitor,) = of_kind(kserve, "ServiceMonitor")  # the HPA's metric needs the scrape
-    (service,) = of_kind(kserve, "Service")
+    (service,) = [
+        s for s in of_kind(kserve, "Service") if s["metadata"]["name"].endswith("metrics")
+    ]
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
@@ -146,7 +148,9 @@ def test_no_service_is_scraped_by_two_service_monitors():
     job="triton"); deployed side by side, each ServiceMonitor must select its own Service only,
     or Prometheus scrapes the same pods twice and every rate doubles."""
     docs = render("base") + render("kserve")
-    services = of_kind(docs, "Service")
+    services = [
+        s for s in of_kind(docs, "Service") if {p["port"] for p in s["spec"]["ports"]} & {8002}
+    ]
     monitors = of_kind(docs, "ServiceMonitor")
     assert len(services) == len(monitors) == 2
     for monitor in monitors:
@@ -210,6 +214,10 @@ def test_every_pod_runs_non_root_on_a_read_only_root_with_health_probes(variant)
             assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert "emptyDir" in volumes[mounts["/tmp"]], name  # writable scratch on a read-only root
+        if name != "minio":  # uid 1000 has no home in NVIDIA's image: caches need a place
+            for container in spec["containers"]:
+                env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                assert env.get("HOME") == "/tmp", (name, container["name"])
         if name != "minio":
             assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory", name
 
@@ -417,3 +425,18 @@ def test_cpu_variant_flags_are_ones_maas_serve_accepts_on_the_container_ports():
     )  # fmt: skip
     assert params["host"] == params["metrics_host"] == "0.0.0.0"
     assert not params["model_control"]
+
+
+def test_kserve_says_its_version_floor_and_exposes_grpc():
+    """`autoscalerClass: external` needs KServe 0.12; its predictor Service is HTTP only."""
+    docs = render("kserve")
+    (isvc,) = of_kind(docs, "InferenceService")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "external"
+    text = (PROJECT_ROOT / "deploy" / "k8s" / "kserve" / "kustomization.yaml").read_text()
+    assert "v0.12 or newer" in text and "v0.11" not in text
+    services = of_kind(docs, "Service")
+    (service,) = [s for s in services if any(p["port"] == 9000 for p in s["spec"]["ports"])]
+    assert service["spec"]["selector"] == {"serving.kserve.io/inferenceservice": "maas"}
+    (policy,) = of_kind(docs, "NetworkPolicy")
+    admitted = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert 9000 in admitted
