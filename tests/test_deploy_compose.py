@@ -32,7 +32,7 @@ COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PROFILES = {
     "cpu": {"triton-cpu"},
-    "observability": {"prometheus", "grafana"},
+    "observability": {"prometheus", "alertmanager", "grafana"},
     "load": {"locust-master", "locust-worker"},
 }
 TRITONS = ("triton", "triton-cpu")
@@ -229,6 +229,26 @@ def test_prometheus_scrapes_the_metrics_port_of_both_tritons():
     for rule_file in config["rule_files"]:
         assert host_path("prometheus", rule_file) == OBSERVABILITY / "alerts.yml"
     assert host_path("prometheus", "/etc/prometheus/prometheus.yml").is_file()
+
+
+def test_prometheus_sends_its_alerts_to_alertmanager_which_routes_them():
+    """Alerts with no alerting section reached nobody: Prometheus sends them to the compose
+    Alertmanager, whose route ends at a receiver the file tells how to point at a team."""
+    config = yaml.safe_load((OBSERVABILITY / "prometheus.yml").read_text())
+    (manager,) = config["alerting"]["alertmanagers"]
+    (target,) = [t for group in manager["static_configs"] for t in group["targets"]]
+    host, port = target.split(":")
+    assert host == "alertmanager" and "observability" in SERVICES[host]["profiles"]
+    assert ("127.0.0.1", int(port), int(port)) in published(host)
+    routes = yaml.safe_load(host_path(host, "/etc/alertmanager/alertmanager.yml").read_text())
+    receivers = {r["name"] for r in routes["receivers"]}
+    assert routes["route"]["receiver"] in receivers
+    rules = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())
+    names = {r["alert"] for group in rules["groups"] for r in group["rules"]}
+    for rule in routes.get("inhibit_rules", []):  # inhibitions name alerts that exist
+        for matcher in rule["source_matchers"]:
+            key, value = (part.strip() for part in matcher.split("="))
+            assert key != "alertname" or value in names, matcher
 
 
 def test_grafana_provisioning_points_at_files_that_exist():
