@@ -44,7 +44,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data" / "npc"
 POOLED_INTENTS = ("greet", "goodbye", "thanks", "insult", "name")  # NPC-independent player lines
 TARGET_TOP1 = 0.90  # the target on held-out player lines
 GATE_TOP1 = 0.85  # a default build below this is not published (the base model gets ~0.49)
-# int8 serves on CPU only if it costs at most this much held-out top-1 (else fp32 ONNX)
+# what int8 would have to keep of held-out top-1 to be worth serving (it is measured, not served)
 INT8_TOLERANCE = 0.005
 OFFTOPIC_REFUSED_GOAL = 0.85  # of heldout_offtopic.yaml's lines: sets the reply threshold
 FULL = {
@@ -461,9 +461,12 @@ def evaluate(judge: Any, encoder: Any, tokenizer: Any, sets: HeldOutSets) -> dic
 def choose_cpu_encoder(
     encoder: Any, tokenizer: Any, sets: HeldOutSets, trained: dict[str, Any], scratch: Path
 ) -> tuple[Path, dict[str, Any]]:
-    """npc_turn's in-process CPU encoder (onnxruntime): int8 where the first held-out set keeps
-    its top-1, lines alone and with examples, within INT8_TOLERANCE of the fp32 encoder; fp32
-    otherwise. The independent set is reported, never used to choose."""
+    """npc_turn's in-process CPU encoder (onnxruntime): fp32, checked against TorchScript.
+
+    int8 (dynamic, per channel) is measured and reported, not served: on the first held-out set
+    it lost 1.5 (MiniLM) and 2.6 (mpnet) points of top-1, more than INT8_TOLERANCE, and its
+    activations are scaled per call, so a player's scores would move with whoever shares the
+    batch. The independent set is reported, never used to choose."""
     export, judge = _export_module(), _eval_module()
     fp32 = export.encoder_to_onnx(encoder, scratch / "fp32.onnx")
     texts = [t for npc in sets.heldout for t in npc.scored_texts][:64]
@@ -478,18 +481,18 @@ def choose_cpu_encoder(
     quantized = evaluate(judge, export.onnx_encoder(int8), tokenizer, sets)
     keys = ("heldout_top1", "heldout_top1_with_examples")
     loss = max(trained[k] - quantized[k] for k in keys)
-    precision = "int8" if loss <= INT8_TOLERANCE else "fp32"
     console.print(
-        f"[bold]CPU encoder[/] (npc_turn in-process, onnxruntime): {precision}; int8 loses "
-        f"{loss:.1%} of held-out top-1 (at most {INT8_TOLERANCE:.1%} allowed)"
+        f"[bold]CPU encoder[/] (npc_turn in-process, onnxruntime): fp32, equal to TorchScript "
+        f"within {gap:.1g}; int8 would lose {loss:.1%} of held-out top-1 (not served)"
     )
     figures = {
-        "precision": precision,
+        "precision": "fp32",
         "fp32_onnx_max_abs_diff": gap,
         "int8_tolerance": INT8_TOLERANCE,
+        "int8_heldout_top1_loss": round(loss, 4),
         "int8": {k: quantized[k] for k in (*keys, "independent", "independent_with_examples")},
     }
-    return (int8 if precision == "int8" else fp32), figures
+    return fp32, figures
 
 
 def torch_inference() -> Any:

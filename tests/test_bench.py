@@ -101,7 +101,7 @@ def test_bench_npc_turns_smoke_sends_distinct_lines_to_many_npcs(npc_repository,
     (judged,) = [r for r in report["rows"] if r.get("perf_analyzer")]
     assert (judged["scenario"], judged["model"]) == ("realistic", "npc_turn")
     assert judged["perf_analyzer"]["turns_per_s"] > 0
-    (data,) = tmp_path.glob("bench-npc-turns-*-perf-analyzer.json")
+    (data,) = tmp_path.glob("perf-analyzer-*-npc-turn.json")
     step = json.loads(data.read_text())["data"][0]
     assert step["QUERY"]["shape"] == [1] and len(step["CANDIDATE"]["content"]) >= 2
 

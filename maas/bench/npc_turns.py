@@ -345,7 +345,7 @@ def run_npc_turns_bench(
     with status("Starting Triton"), TritonServer(config) as server:
 
         def referee(turns: list[tuple[str, list[str]]], clients: int, ours: float) -> dict:
-            data = folder / f"bench-npc-turns-{stamp}-perf-analyzer.json"
+            data = folder / f"perf-analyzer-{stamp}-npc-turn.json"
             pa.input_data([turn_tensors(said, lines) for said, lines in turns], data)
             found = pa.measure(config.http_url, "npc_turn", data, clients, seconds,
                                server.admin_headers)  # fmt: skip

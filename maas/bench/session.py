@@ -91,7 +91,7 @@ def run_bench(
     with status("Starting Triton"), TritonServer(config) as server:
         callers = b.triton_callers(config.http_url, data, tritonclient=tritonclient)
         measure("triton, dynamic batching", callers)
-        image = folder / f"bench-{stamp}-perf-analyzer-mnist.json"
+        image = folder / f"perf-analyzer-{stamp}-mnist.json"
         pa.input_data([{"IMAGE": data.image[None]}], image)
         for row in served if not missing else []:
             if row["model"] == "mnist" and row["server"] == "triton, dynamic batching":

@@ -385,5 +385,10 @@ def check_ngc_side_encoder(report: ModelReport, log: Log) -> None:
     if not result.ok:
         report.add(name, False, f"{result.error} [{versions}]")
         return
-    problems = differences(result.outputs, local, "the local onnxruntime")
+    kind = side.precision(path)
+    if kind == "int8":  # int8 kernels round differently between onnxruntime versions
+        problem = side.compare(result.outputs["EMBEDDING__0"], local["EMBEDDING__0"], kind)
+        problems = [problem] if problem else []
+    else:
+        problems = differences(result.outputs, local, "the local onnxruntime")
     report.add(name, not problems, "; ".join(problems) or f"same outputs as local [{versions}]")
