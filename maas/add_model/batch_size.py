@@ -27,7 +27,8 @@ class BatchChoice:
     why: str
 
 
-def _rows(array: np.ndarray, count: int) -> np.ndarray:
+def rows_of(array: np.ndarray, count: int) -> np.ndarray:
+    """`count` rows, the array's repeated as often as needed."""
     reps = -(-count // len(array))
     return np.concatenate([array] * reps)[:count]
 
@@ -55,7 +56,7 @@ def choose_max_batch_size(
     stop = ""
     for size in SIZES:
         try:
-            took = _seconds_per_call(run, {k: _rows(v, size) for k, v in sample.items()})
+            took = _seconds_per_call(run, {k: rows_of(v, size) for k, v in sample.items()})
         except Exception:  # a size the model cannot run ends the search
             stop = f"it failed at {size} rows"
             break

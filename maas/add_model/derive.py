@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from maas.add_model.artifact import Artifact, ArtifactTensor, Reference
-from maas.add_model.batch_size import choose_max_batch_size
+from maas.add_model.batch_size import choose_max_batch_size, rows_of
 from maas.add_model.declarations import AddModelError, Declared, numpy_triton_type
 from maas.validate.samples import sample_tensor
 from maas_backends.common import (
@@ -149,11 +149,6 @@ def _batching(
     return 0, "the artifact's inputs have a fixed first dimension"
 
 
-def _rows(array: np.ndarray, count: int) -> np.ndarray:
-    reps = -(-count // len(array))
-    return np.concatenate([array] * reps)[:count]
-
-
 def derive(
     artifact: Artifact,
     *,
@@ -234,7 +229,7 @@ def derive(
                 )
             (count,) = rows
             other = 1 if count > 1 else 2
-            second = {k: _rows(v, other) for k, v in example.items()}
+            second = {k: rows_of(v, other) for k, v in example.items()}
         else:
             second = None
         run_a, run_b = first, second
@@ -332,7 +327,7 @@ def derive(
     varies = bool(output_differences(again, out_a, "the first run"))
     if varies:
         notes.append("outputs vary between runs on the same inputs: compared by dtype and shape")
-    rows = len(next(iter(run_a.values()))) if batch else 0
+    rows = checked_rows
     if batch and rows > 1 and not varies:
         # Dynamic batching merges players' requests: a row must not depend on its neighbours.
         alone = rerun({k: v[:1] for k, v in run_a.items()}, "the first row alone")
