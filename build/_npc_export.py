@@ -266,8 +266,8 @@ def onnx_encoder(path: Path, threads: int | None = None) -> Any:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def encode(ids: Any, mask: Any) -> Any:
-        feed = {"input_ids": np.asarray(ids, np.int64), "attention_mask": np.asarray(mask)}
-        feed["attention_mask"] = feed["attention_mask"].astype(np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        feed = {name: np.asarray(value, np.int64) for name, value in feed.items()}
         return torch.from_numpy(session.run(None, feed)[0])
 
     return encode

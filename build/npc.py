@@ -471,7 +471,9 @@ def choose_cpu_encoder(
     fp32 = export.encoder_to_onnx(encoder, scratch / "fp32.onnx")
     texts = [t for npc in sets.heldout for t in npc.scored_texts][:64]
     ids = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-    with torch_inference():
+    import torch
+
+    with torch.inference_mode():
         want = encoder(ids["input_ids"], ids["attention_mask"]).numpy()
     have = export.onnx_encoder(fp32)(ids["input_ids"], ids["attention_mask"]).numpy()
     gap = float(np.abs(want - have).max())
@@ -493,12 +495,6 @@ def choose_cpu_encoder(
         "int8": {k: quantized[k] for k in (*keys, "independent", "independent_with_examples")},
     }
     return fp32, figures
-
-
-def torch_inference() -> Any:
-    import torch
-
-    return torch.inference_mode()
 
 
 def derive_turn_models(repository: Path) -> ModelCard:

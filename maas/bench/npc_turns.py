@@ -155,12 +155,12 @@ def warm_up(url: str, npcs: list[Any], path: str, make: Callable[..., tuple]) ->
 
 
 def in_process_limit(
-    repository: Path, lines: list[str], seconds: float, runtime: str = "torchscript"
+    models: Models, lines: list[str], seconds: float, runtime: str = "torchscript"
 ) -> list[dict]:
-    """The encoder on player lines, tokenized as npc_turn does: texts per second at each batch
-    size (one encoding per turn is the least a turn can cost). The limit the targets use is
-    npc_encoder's TorchScript (naive in-process PyTorch); "onnxruntime" is npc_turn's CPU file."""
-    models = Models(repository, pad_to_multiple_of=16)  # tokenized as npc_turn does
+    """The encoder on player lines, tokenized as npc_turn does (`models` pads to a multiple of
+    16): texts per second at each batch size (one encoding per turn is the least a turn can
+    cost). The limit the targets use is npc_encoder's TorchScript (naive in-process PyTorch);
+    "onnxruntime" is npc_turn's CPU file."""
     if runtime == "onnxruntime" and models.onnx_encoder is None:
         return []
     source = itertools.cycle(lines)
@@ -250,9 +250,10 @@ def run_npc_turns(
                 rows.append(row)
                 on_row(row)
     with status("In-process limit: npc_encoder (TorchScript) on player lines"):
-        limit = in_process_limit(repository, pool[-5000:], in_process_seconds)
+        models = Models(repository, pad_to_multiple_of=16)  # tokenized as npc_turn does
+        limit = in_process_limit(models, pool[-5000:], in_process_seconds)
     with status("In-process: npc_turn's onnxruntime encoder on player lines"):
-        onnx = in_process_limit(repository, pool[-5000:], in_process_seconds, "onnxruntime")
+        onnx = in_process_limit(models, pool[-5000:], in_process_seconds, "onnxruntime")
     return {
         "npcs": len(npcs),
         "player_lines_in_pool": len(pool),
