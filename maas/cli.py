@@ -23,6 +23,7 @@ from maas.cli_common import (
     fail,
 )
 from maas.cli_models import register as register_model_commands
+from maas.cli_npc import register as register_npc_commands
 from maas.cli_plan import register as register_plan_command
 from maas.errors import MaasError
 from maas.paths import default_repository
@@ -334,13 +335,25 @@ def chat(
     url: UrlOption = None,
     npc: Annotated[str | None, typer.Option(help="Which NPC, when the file holds several")] = None,
     scores: Annotated[bool, typer.Option(help="Show the chosen line's score")] = False,
+    log: Annotated[
+        Path | None,
+        typer.Option(help="Playtest log (default ~/.cache/maas/playtest/chat-FILE.jsonl)"),
+    ] = None,
+    no_log: Annotated[
+        bool, typer.Option("--no-log", help="Keep no playtest log of this talk")
+    ] = False,
 ) -> None:
-    """Talk with one NPC in the terminal (npc_turn, else npc_dialogue); /quit or Ctrl-D ends."""
+    """Talk with one NPC in the terminal (npc_turn, else npc_dialogue); /quit or Ctrl-D ends.
+
+    Each turn goes to a local playtest log (never sent anywhere) that `maas npc report` reads;
+    /wrong marks the last reply as wrong."""
     from rich.markup import escape
 
+    from maas.cli_npc import playtest_dir
     from maas_client.errors import MaasClientError, ServerUnavailableError
     from maas_client.npc import NpcClient
     from maas_client.npc_file import load_npcs
+    from maas_client.playtest_log import PlaytestLog
 
     characters = load_npcs(npc_file)
     chosen = characters[0]
@@ -350,12 +363,15 @@ def chat(
             fail(f"{npc_file} has no NPC named {npc!r}; it has {[c.name for c in characters]}")
         chosen = matches[0]
     interactive = sys.stdin.isatty()
+    playtest = None if no_log else PlaytestLog(
+        log or playtest_dir() / f"chat-{npc_file.stem}.jsonl", source="chat"
+    )  # fmt: skip
     with NpcClient(url) as client:
         threshold = client.threshold  # also checks that the server answers before the talk
         if interactive:
             console.print(
                 f"[bold]{chosen.name}[/] ({len(chosen.lines)} lines) at {client.url}. "
-                "Type to talk; /quit or Ctrl-D to leave."
+                "Type to talk; /wrong marks a wrong reply; /quit or Ctrl-D to leave."
             )
         while True:
             try:
@@ -364,6 +380,9 @@ def chat(
                 break
             if said.strip() == "/quit":
                 break
+            if said.strip().split(" ", 1)[0] == "/wrong":
+                _flag_wrong(playtest, said.strip()[len("/wrong") :].strip())
+                continue
             try:
                 answer = client.reply(chosen, said, threshold=threshold)
             except KeyboardInterrupt:
@@ -375,6 +394,12 @@ def chat(
                 err_console.print(f"[red]{escape(str(error))}[/]")
                 continue
             console.print(f"[bold]{escape(chosen.name)}:[/] {escape(answer.text)}", highlight=False)
+            if playtest is not None:
+                try:
+                    playtest.turn(chosen, said, answer)
+                except MaasClientError as error:  # a full disk costs the log, not the talk
+                    err_console.print(f"[yellow]{escape(str(error))}; logging stops[/]")
+                    playtest = None
             if scores:
                 line = chosen.lines[answer.index]
                 verdict = ">=" if answer.understood else "<"
@@ -386,6 +411,20 @@ def chat(
                     f"threshold {answer.threshold:.2f}{via}[/]",
                     highlight=False,
                 )
+
+
+def _flag_wrong(playtest, note: str) -> None:
+    from maas_client.errors import MaasClientError
+
+    if playtest is None:
+        err_console.print("[yellow]no playtest log (--no-log): nothing to flag[/]")
+        return
+    try:
+        playtest.flag_wrong(note)
+    except MaasClientError as error:
+        err_console.print(f"[yellow]{escape(str(error))}[/]")
+        return
+    console.print(f"[dim]Flagged as wrong in {escape(str(playtest.path))}[/]")
 
 
 _held_saves: list = []  # open lock files: held until the process ends
@@ -428,11 +467,21 @@ def play(
     new: Annotated[bool, typer.Option("--new", help="Start over instead of continuing")] = False,
     content: Annotated[Path | None, typer.Option(help="Another adventure file (YAML)")] = None,
     repository: RepositoryOption = None,
+    no_log: Annotated[
+        bool,
+        typer.Option(
+            "--no-log",
+            help="Keep no playtest log (default: each turn goes to ~/.cache/maas/playtest/"
+            "TITLE.jsonl for `maas npc report`, never sent anywhere)",
+        ),
+    ] = False,
 ) -> None:
     """Play the adventure; with no --url and no local server, starts one and builds models.
 
     Triton started for the game stops when it ends; missing models build in the background."""
+    from maas.cli_npc import playtest_dir
     from maas_client.errors import ServerUnavailableError
+    from maas_client.playtest_log import PlaytestLog
     from maas_client.status import models_ready
     from maas_game.app import GameApp
     from maas_game.services import GameServices
@@ -463,7 +512,12 @@ def play(
             server, builds = _start_local_server(repository)
     try:
         services = GameServices(url if server is None else server.config.http_url)
-        GameApp(world, services, save_path, game, keeper=server, builds=builds).run()
+        playtest = None if no_log else PlaytestLog(
+            playtest_dir() / f"{save_path.stem}.jsonl", source="game"
+        )  # fmt: skip
+        GameApp(
+            world, services, save_path, game, keeper=server, builds=builds, playtest=playtest
+        ).run()
         services.close()
     finally:
         if builds is not None:
@@ -895,6 +949,7 @@ def up(
 
 register_model_commands(app)  # add-model and its siblings, in maas/cli_models.py
 register_plan_command(app)  # maas/cli_plan.py
+register_npc_commands(app)  # maas/cli_npc.py
 
 
 def main() -> None:

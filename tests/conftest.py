@@ -23,6 +23,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("MAAS_ADMIN_KEY", None)
     folder = Path(tempfile.mkdtemp(prefix="maas-test-key-"))
     os.environ["MAAS_ADMIN_KEY_FILE"] = str(folder / "admin.key")
+    os.environ["MAAS_PLAYTEST_DIR"] = str(folder / "playtest")  # never the player's own logs
 
 
 def server_config(repository: Path, log_dir: Path) -> ServerConfig:

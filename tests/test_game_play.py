@@ -8,6 +8,7 @@ import pytest
 
 from maas.server import TritonServer
 from maas_client.drawing import load_drawing_file, prepare, typed_digit_files
+from maas_client.playtest_log import PlaytestLog, read_logs
 from maas_game.app import GameApp, LockScreen
 from maas_game.canvas import RuneCanvas
 from maas_game.services import GameServices
@@ -76,7 +77,8 @@ def last_lines(app: GameApp, count: int = 3) -> str:
 async def test_a_whole_play_through(quick_server, tmp_path):
     world = load_world()
     services = GameServices(quick_server.config.http_url)
-    app = GameApp(world, services, tmp_path / "save.json")
+    playtest = PlaytestLog(tmp_path / "playtest.jsonl", source="game")
+    app = GameApp(world, services, tmp_path / "save.json", playtest=playtest)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert app.ready == {"npc_dialogue": True, "mnist": True}
@@ -93,6 +95,12 @@ async def test_a_whole_play_through(quick_server, tmp_path):
         await command(pilot, "thank you")
         assert "score" in app.game.progress.log[-1] and "threshold" in app.game.progress.log[-1]
         assert "last call" in str(app.query_one("#status").render())
+        await command(pilot, "/wrong")
+        assert "marked wrong" in app.game.progress.log[-1]
+        logged = read_logs([tmp_path / "playtest.jsonl"])
+        said = [t["said"] for t in logged.turns]
+        assert said == ["how do i get down into the cellar?", "thank you"]
+        assert logged.flagged == {logged.turns[-1]["turn"]} and logged.turns[0]["npc_id"] == "bess"
 
         # The cellar rune, 7, drawn by hand: a mouse stroke for the bar, one for the stem, and
         # the keyboard to thicken the foot.

@@ -22,6 +22,7 @@ class ModelClient:
         self._client = httpclient.InferenceServerClient(
             self.url, connection_timeout=timeout_s, network_timeout=timeout_s
         )
+        self.last_model_version = ""  # the version that answered the last infer call
 
     def close(self) -> None:
         self._client.close()
@@ -45,6 +46,7 @@ class ModelClient:
             tensors.append(tensor)
         requested = [self._http.InferRequestedOutput(name, binary_data=True) for name in outputs]
         result = self._call(model, lambda: self._client.infer(model, tensors, outputs=requested))
+        self.last_model_version = str((result.get_response() or {}).get("model_version", ""))
         return {name: result.as_numpy(name) for name in outputs}
 
     def model_ready(self, model: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class Reply:
     threshold: float
     scores: tuple[float, ...]  # per line: the best of its text and its examples
     matched: str = ""  # the text that scored best: the line itself or one of its examples
+    model: str = ""  # which served model scored it (npc_turn or npc_dialogue) ...
+    model_version: str = ""  # ... and its version: what a playtest log ties a turn to
 
 
 def choose_reply(
@@ -139,4 +141,5 @@ class NpcClient(ModelClient):
         """The NPC's answer; each line scores as the best of its text and its examples."""
         limit = self.threshold if threshold is None else threshold
         scores = self.rank(query, npc.scored_texts)
-        return choose_reply(npc, scores, limit, with_examples=True)
+        reply = choose_reply(npc, scores, limit, with_examples=True)
+        return replace(reply, model=self._model or "", model_version=self.last_model_version)

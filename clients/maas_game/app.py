@@ -22,6 +22,7 @@ from maas_client.digits import MODEL as DIGIT_MODEL
 from maas_client.errors import MaasClientError, ServerUnavailableError
 from maas_client.npc import MODEL as NPC_MODEL
 from maas_client.npc import Reply
+from maas_client.playtest_log import PlaytestLog
 from maas_game.canvas import RuneCanvas
 from maas_game.services import Builds, GameServices, ServerKeeper
 from maas_game.state import SHORT_DIRECTIONS, Game, Outcome, SaveError
@@ -44,6 +45,7 @@ Explore, talk, and open the rune locks. The numbers are in what people say.
 | `/look` | describe the room again |
 | `/save`, `/load` | save or load your progress (also Ctrl+S, Ctrl+O) |
 | `/why` | show which line the model chose and its score (Ctrl+T) |
+| `/wrong` | tell the writers the last reply was wrong (kept in the playtest log) |
 | `/quit` | leave (progress is saved) |
 
 **Drawing a rune:** click and drag with the mouse, or move with the arrows and press space to
@@ -208,8 +210,10 @@ class GameApp(App[None]):
         game: Game | None = None,
         keeper: ServerKeeper | None = None,
         builds: Builds | None = None,
+        playtest: PlaytestLog | None = None,
     ) -> None:
         super().__init__()
+        self.playtest = playtest  # each turn, for `maas npc report`; None: --no-log
         self.world, self.services, self.save_path = world, services, save_path
         self.keeper = keeper  # the server `maas play` started itself, restarted if it dies
         self.builds = builds  # models `maas play` is still building in the background
@@ -394,6 +398,7 @@ class GameApp(App[None]):
             "save": self.action_save,
             "load": self.action_load,
             "why": self.action_why,
+            "wrong": lambda: self.flag_wrong(rest),
             "help": self.action_help,
             "quit": lambda: self.call_later(self.action_quit),  # a coroutine: scheduled
         }
@@ -451,10 +456,16 @@ class GameApp(App[None]):
             message = f"{escape(npc.name)} is lost for words: {reason}"
             self.call_from_thread(self.say, f"[red]{message}[/red]")
             return
-        self.call_from_thread(self._replied, npc_id, reply)
+        self.call_from_thread(self._replied, npc_id, text, reply)
 
-    def _replied(self, npc_id: str, reply: Reply) -> None:
+    def _replied(self, npc_id: str, said: str, reply: Reply) -> None:
         npc = self.world.npcs[npc_id]
+        if self.playtest is not None:
+            try:
+                self.playtest.turn(npc, said, reply, npc_id=npc_id)
+            except MaasClientError as error:  # a full disk costs the log, never the game
+                self.say(f"[yellow]{escape(str(error))}; playtest logging stops[/yellow]")
+                self.playtest = None
         self.say(f"[b]{escape(npc.name)}:[/b] {escape(reply.text)}")
         if self.show_why:
             verdict = ">=" if reply.understood else "<"
@@ -468,6 +479,17 @@ class GameApp(App[None]):
                 f"{verdict} threshold {reply.threshold:.2f}{via}[/dim]"
             )
         self.update_status()
+
+    def flag_wrong(self, note: str) -> None:
+        if self.playtest is None:
+            self.say("[dim]No playtest log in this game (--no-log): nothing to flag.[/dim]")
+            return
+        try:
+            self.playtest.flag_wrong(note)
+        except MaasClientError as error:
+            self.say(f"[dim]{escape(str(error))}.[/dim]")
+            return
+        self.say("[dim]Noted: the last reply is marked wrong for the writers.[/dim]")
 
     # --- bound actions -------------------------------------------------------------------------
     def action_help(self) -> None:
