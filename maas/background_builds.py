@@ -3,8 +3,11 @@ once instead of after twenty minutes of training logs.
 
 Recipes run one after another (two cores: in parallel they only slow each other) as child
 processes of `maas build`, each reporting where it stands through a small status file
-(buildkit.report_status). The game's Triton runs in poll mode and loads each model when its
-version folder appears; nothing here calls the admin API. Stopping the game stops the builds.
+(buildkit.report_status). The game's Triton runs with explicit model control: once a recipe
+has written its versions, `loader` loads its models in the recipe's order (the models others
+call first: npc_encoder before npc_turn). Polling would do it without the API, but it logs every
+unbuilt model's failure every few seconds, and Triton 2.51 hangs a polled reload of npc_turn.
+Stopping the game stops the builds.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +31,11 @@ from maas.recipes import models_of
 @dataclass
 class BuildState:
     recipe: str
-    state: str = "waiting"  # waiting, building, done, failed, stopped
+    state: str = "waiting"  # waiting, building, loading, done, failed, stopped
     step: str = ""
     fraction: float | None = None
     log: Path | None = None
+    load_error: str = ""  # built, but the server would not load it: why
 
 
 class BackgroundBuilds:
@@ -41,9 +46,11 @@ class BackgroundBuilds:
         log_dir: Path | None = None,
         *,
         quick: bool = False,  # the recipes' quick mode (tests)
+        loader: Callable[[str], None] | None = None,  # loads one model; raises why not
     ) -> None:
         self.repository = repository
         self.quick = quick
+        self.loader = loader
         self.states = {name: BuildState(name) for name in recipes}
         self.log_dir = log_dir or cache_root() / "logs"
         self._stop = threading.Event()
@@ -84,6 +91,21 @@ class BackgroundBuilds:
             with contextlib.suppress(OSError):
                 status_file.unlink()
             state.state = "stopped" if self._stop.is_set() else ("done" if code == 0 else "failed")
+            if state.state == "done" and self.loader is not None:
+                self._load(state)
+
+    def _load(self, state: BuildState) -> None:
+        state.state, state.fraction = "loading", None
+        for model in models_of(state.recipe):
+            if not (self.repository / model / "config.pbtxt").exists():
+                continue  # a repository without it (the client picks what the server has)
+            state.step = f"loading {model}"
+            try:
+                self.loader(model)  # type: ignore[misc]
+            except Exception as error:  # the server's reason, shown in the status line
+                state.state, state.load_error = "failed", str(error)
+                return
+        state.state, state.step = "done", ""
 
     def _read_status(self, state: BuildState, path: Path) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -122,6 +144,10 @@ class BackgroundBuilds:
             if state.state == "building":
                 step = state.step or "starting"
                 parts.append(f"building {state.recipe}: {step}{_share(state.fraction)}")
+            elif state.state == "loading":
+                parts.append(f"{state.recipe} built, {state.step}")
+            elif state.state == "failed" and state.load_error:
+                parts.append(f"{state.recipe} built, but {state.load_error}")
             elif state.state == "failed":
                 parts.append(f"{state.recipe} build failed (log: {state.log})")
             elif state.state != "done":
@@ -131,7 +157,8 @@ class BackgroundBuilds:
     def waiting_for(self, model: str) -> str | None:
         """Why `model` cannot answer yet, if a build still owes it."""
         for state in self.states.values():
-            if model in models_of(state.recipe) and state.state in ("waiting", "building"):
+            owed = state.state in ("waiting", "building", "loading")
+            if model in models_of(state.recipe) and owed:
                 if state.state == "waiting":
                     return f"{model} is queued for building (maas build {state.recipe})"
                 step = state.step or "starting"

@@ -539,7 +539,8 @@ def build_missing(repository: Path) -> None:
 
 def _start_local_server(repository: Path | None):
     """The game's own Triton on the default ports. Models not built yet are built in the
-    background while the game runs; Triton (poll mode) loads each one when it appears."""
+    background while the game runs and loaded through explicit model control once written
+    (the server listens on 127.0.0.1 only, and its admin API still wants the key)."""
     from maas import recipes
     from maas.background_builds import BackgroundBuilds
     from maas.server import ServerConfig, TritonServer
@@ -548,7 +549,7 @@ def _start_local_server(repository: Path | None):
     missing = recipes.missing(target)
     config = ServerConfig(repository=target)
     if missing:
-        config = dataclasses.replace(config, poll_s=2, require_all_models=False)
+        config = dataclasses.replace(config, model_control=True, require_all_models=False)
     server = TritonServer(config)
     with console.status(f"Starting Triton for the game (log: {server.log_path})"):
         server.start()
@@ -556,7 +557,7 @@ def _start_local_server(repository: Path | None):
     if not missing:
         return server, None
     console.print(f"Building {', '.join(missing)} in the background; the game opens now.")
-    return server, BackgroundBuilds(target, missing).start()
+    return server, BackgroundBuilds(target, missing, loader=server.load_model).start()
 
 
 @app.command()

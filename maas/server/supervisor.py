@@ -400,6 +400,26 @@ class TritonServer:
             for entry in index
         ]
 
+    def load_model(self, name: str, timeout_s: float = 600) -> None:
+        """(Re)load `name` through the admin API (explicit model control): its newest version
+        serves once this returns; a version that fails leaves the previous one serving."""
+        request = urllib.request.Request(
+            self._url(f"/v2/repository/models/{name}/load"), data=b"{}", method="POST",
+            headers=self.admin_headers,
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s):
+                return
+        except urllib.error.HTTPError as error:
+            try:
+                reason = json.loads(error.read() or b"{}").get("error", "")
+            except ValueError:
+                reason = ""
+            reason = clean_reason(reason or f"HTTP {error.code}")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            reason = f"no answer from {self.config.http_url}: {error}"
+        raise ModelLoadError(f"{name} did not load: {reason}")
+
     def _url(self, path: str) -> str:
         return f"http://{self.config.http_url}{path}"
 
