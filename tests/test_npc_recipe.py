@@ -108,10 +108,14 @@ def test_settings_train_the_whole_recipe_on_a_gpu_and_a_budget_on_cpu(monkeypatc
     assert npc.resolve_settings(True, False, {})["device"] == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     found = npc.resolve_settings(False, False, {})
-    assert found["device"] == "cuda" and found["max_steps"] is None
+    assert found["device"] == "cuda" and found["max_steps"] is None and found["base"] == "mpnet"
+    assert npc.resolve_settings(False, False, {"base": "minilm"})["base"] == "minilm"
+    assert npc.resolve_settings(True, False, {})["base"] == "minilm"  # quick: tests, on CPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     found = npc.resolve_settings(False, False, {})
     assert found["device"] == "cpu" and found["max_steps"] == npc.CPU_BUDGET["max_steps"]
+    assert found["base"] == "minilm"
+    assert npc.resolve_settings(False, False, {"base": "mpnet"})["base"] == "mpnet"
 
 
 def test_one_threshold_everywhere_a_client_reads_it():
