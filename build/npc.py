@@ -13,8 +13,11 @@ and the cached path: npc_encoder (the same weights, text -> embedding) and npc_t
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
 import itertools
+import json
 import os
 import random
 import shutil
@@ -211,8 +214,58 @@ def not_negatives(batch: list[Pair]) -> list[list[bool]]:
     return [[a == b and i != j for j, b in enumerate(keys)] for i, a in enumerate(keys)]
 
 
-def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, Any]) -> list[float]:
+CHECKPOINT_EVERY_S = 120.0  # a resumed build repeats at most this much work (or none: SIGTERM)
+
+
+class Checkpoint:
+    """Training that survives its process: the weights, optimizer, schedule and random state
+    after `step` batches, written atomically every CHECKPOINT_EVERY_S and when the build is
+    stopped (SIGTERM: the game was left). The batches are drawn from the seed up front, so a
+    resumed run skips the done ones and continues the very same run."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        self.path, self.key = path, key  # key: the settings and data it belongs to
+        self.saved_at = time.monotonic()
+
+    def load(self) -> dict[str, Any] | None:
+        import torch
+
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as error:  # a torn or foreign file: start over, say so
+            console.print(f"[yellow]checkpoint {self.path} unreadable ({error}); starting over")
+            return None
+        return state if state.get("key") == self.key else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        torch.save({"key": self.key, **state}, partial)
+        os.replace(partial, self.path)
+        self.saved_at = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.saved_at >= CHECKPOINT_EVERY_S
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def train(
+    scorer: Any,
+    tokenizer: Any,
+    pairs: list[Pair],
+    settings: dict[str, Any],
+    checkpoint: Checkpoint | None = None,
+) -> list[float]:
     """In-batch-negatives contrastive training; returns the mean loss per epoch."""
+    import signal
+
     import torch
     from rich.progress import (
         BarColumn,
@@ -261,7 +314,31 @@ def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, An
         return min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor)
-    losses = []
+    losses: list[float] = []
+    done, totals = 0, 0.0  # batches finished (all epochs), the running epoch's loss sum
+    resumed = checkpoint.load() if checkpoint is not None else None
+    if resumed is not None:
+        encoder.load_state_dict(resumed["encoder"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        schedule.load_state_dict(resumed["schedule"])
+        torch.set_rng_state(resumed["rng"])
+        done, totals, losses = resumed["done"], resumed["totals"], resumed["losses"]
+        console.print(f"[bold]Resuming[/] after {done} of {steps} batches ({checkpoint.path})")
+    stop_requested = False
+
+    def state() -> dict[str, Any]:
+        return {
+            "encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "rng": torch.get_rng_state(),
+            "done": done, "totals": totals, "losses": losses,
+        }  # fmt: skip
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True  # finish the batch, save, exit: the next run resumes here
+
+    if checkpoint is not None:
+        previous_handler = signal.signal(signal.SIGTERM, stop)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -271,11 +348,22 @@ def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, An
         TimeRemainingColumn(),
     )
     encoder.train()
+    first = done  # batches a checkpoint already did
     with Progress(*columns, console=console) as progress:
         for number, batches in enumerate(epochs, 1):
             task = progress.add_task(f"epoch {number}/{len(epochs)}", total=len(batches), loss=0)
-            total = 0.0
+            before = sum(len(b) for b in epochs[: number - 1])
+            if first >= before + len(batches):
+                progress.update(task, completed=len(batches))
+                if len(losses) < number:  # saved on its last batch, before its mean was kept
+                    losses.append(round(totals / max(1, len(batches)), 4))
+                continue  # finished before the checkpoint
+            skip = max(0, first - before)
+            total = totals if skip else 0.0
+            progress.update(task, completed=skip, loss=total / max(1, skip))
             for step, batch in enumerate(batches, 1):
+                if step <= skip:
+                    continue
                 query = embed([p.player for p in batch])
                 reply = embed([p.reply for p in batch])
                 same = torch.tensor(not_negatives(batch), device=device)
@@ -289,14 +377,22 @@ def train(scorer: Any, tokenizer: Any, pairs: list[Pair], settings: dict[str, An
                 optimizer.step()
                 schedule.step()
                 total += loss.item()
+                done, totals = before + step, total
                 progress.update(task, advance=1, loss=total / step)
-                report_status(
-                    f"train epoch {number}/{len(epochs)}",
-                    ((number - 1) * len(batches) + step) / (len(epochs) * len(batches)),
-                )
+                report_status(f"train epoch {number}/{len(epochs)}", done / steps)
+                if checkpoint is not None and (stop_requested or checkpoint.due()):
+                    checkpoint.save(state())
+                    if stop_requested:
+                        console.print(f"Stopped after {done} of {steps} batches; saved to resume")
+                        raise SystemExit(143)
             losses.append(round(total / max(1, len(batches)), 4))
+            totals = 0.0
             if not console.is_terminal:  # logs get a line per epoch instead of a live bar
                 console.print(f"epoch {number}/{len(epochs)}: mean loss {losses[-1]:.4f}")
+    if checkpoint is not None:
+        signal.signal(signal.SIGTERM, previous_handler)
+        if done > first:  # stopped during evaluation or export, a rerun skips the training
+            checkpoint.save(state())
     encoder.eval().cpu()  # exported and served from the CPU copy (Triton moves it where it runs)
     return losses
 
@@ -544,6 +640,19 @@ def derive_turn_models(repository: Path) -> ModelCard:
     return card
 
 
+def _checkpoint_for(settings: dict[str, Any], pairs: list[Pair], base: Any) -> Checkpoint:
+    """One checkpoint per (settings, training data, base weights): a changed recipe or data
+    starts over instead of resuming someone else's run."""
+    from maas.paths import cache_root
+
+    described = json.dumps(
+        [settings, [(p.player, p.reply, p.group) for p in pairs], base.weights_sha256],
+        sort_keys=True, default=str,
+    )  # fmt: skip
+    key = hashlib.sha256(described.encode()).hexdigest()
+    return Checkpoint(cache_root() / "checkpoints" / f"npc-{base.name}-{key[:16]}.pt", key)
+
+
 def resolve_settings(quick: bool, full: bool, overrides: dict[str, Any]) -> dict[str, Any]:
     """The recipe's settings: the whole recipe where a GPU trains it (or with --full), a time
     budget on CPU otherwise, so that a laptop's first build does not take twenty minutes."""
@@ -620,8 +729,9 @@ def build(
         f"for {settings['epochs']} epoch(s) on {settings['device']}"
         + (f", at most {settings['max_steps']} batches" if settings["max_steps"] else "")
     )
+    checkpoint = None if quick else _checkpoint_for(settings, pairs, chosen)
     with timed(card, "train"):
-        losses = train(scorer, tokenizer, pairs, settings)
+        losses = train(scorer, tokenizer, pairs, settings, checkpoint)
     with timed(card, "export"):
         scripted, gap = _export_and_check(scorer, tokenizer, heldout)
         encoder = export.encoder_to_torchscript(scorer)
@@ -685,6 +795,8 @@ def build(
         shutil.move(cpu_encoder, turn.path / "encoder.onnx")
         card.write(turn.path)
     shutil.rmtree(scratch, ignore_errors=True)
+    if checkpoint is not None:
+        checkpoint.remove()  # published: a next build trains afresh
     if latest_version_dir(repository / "npc_dialogue") is None:
         (repository / "npc_dialogue" / "1").mkdir()  # an ensemble still needs a version folder
     if not quick:  # the operator owns the configs: say when they no longer fit

