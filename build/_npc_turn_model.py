@@ -123,7 +123,11 @@ class TritonPythonModel:
             int(parameters.get("CACHE_MAX_ENTRIES", "65536")),
             int(parameters.get("CACHE_MAX_BYTES", str(128 * 1024 * 1024))),
         )
-        self.metrics = CacheMetrics({"model": args["model_name"], "version": args["model_version"]})
+        # "stub": Triton 2.51 hands two instances asking for the same family and labels one
+        # shared gauge, and frees it when the first goes: with a reload (old and new instance
+        # alive together) the survivor wrote into freed memory and Triton aborted.
+        labels = {"model": args["model_name"], "version": args["model_version"]}
+        self.metrics = CacheMetrics({**labels, "stub": str(os.getpid())})
         self.metrics.update(self.cache)
         self.session, self.runtime = _in_process_encoder(
             folder / "encoder.onnx", parameters.get("ENCODER_IN_PROCESS", "auto")

@@ -63,19 +63,22 @@ class ServerStatus:
     metrics_error: str = ""  # why the cache figures are missing, when they are
 
 
-CACHE_METRIC = re.compile(
-    r'^maas_npc_cache_(\w+)\{model="([^"]*)",version="([^"]*)"\} ([0-9.eE+-]+)$'
-)
+CACHE_METRIC = re.compile(r"^maas_npc_cache_(\w+)\{([^}]*)\} ([0-9.eE+-]+)$")
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def parse_cache_metrics(text: str) -> list[CacheStatus]:
-    """The maas_npc_cache_* samples of a Prometheus text page, one CacheStatus per version."""
+    """The maas_npc_cache_* samples of a Prometheus text page, one CacheStatus per version.
+    Each sample also names its stub process: while a version is reloaded the old and new
+    instance both report for a moment, and the newer figures (the larger) are kept."""
     found: dict[tuple[str, str], dict[str, int]] = {}
     names = set(CacheStatus.__dataclass_fields__) - {"model", "version"}
     for line in text.splitlines():
         match = CACHE_METRIC.match(line.strip())
         if match and match[1] in names:
-            found.setdefault((match[2], match[3]), {})[match[1]] = int(float(match[4]))
+            labels = dict(LABEL.findall(match[2]))
+            values = found.setdefault((labels.get("model", ""), labels.get("version", "")), {})
+            values[match[1]] = max(values.get(match[1], 0), int(float(match[3])))
     return [CacheStatus(model=m, version=v, **values) for (m, v), values in sorted(found.items())]
 
 
