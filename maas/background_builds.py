@@ -28,9 +28,31 @@ from maas.paths import cache_root
 from maas.recipes import models_of
 
 
+@dataclass(frozen=True)
+class BuildJob:
+    """One `maas build` run in the background and what follows it."""
+
+    recipe: str
+    args: tuple[str, ...] = ()  # more of `maas build`'s options
+    label: str = ""  # what the status line calls it (default: the recipe)
+    owes_models: bool = True  # False: the models already serve; this build improves them
+    nice: int = 0  # added CPU niceness: an improvement must not slow the game down
+    stop_grace_s: float = 10.0  # SIGTERM to SIGKILL: time to save a checkpoint
+    # after a successful build, instead of loading each model of the recipe: (the state, whose
+    # step it may set) -> the line the game says once it is done; raises why it failed
+    publish: Callable[[BuildState], str] | None = None
+    repository: Path | None = None  # where it builds (default: the served repository)
+    prepare: Callable[[], None] | None = None  # just before the build starts
+
+    @property
+    def name(self) -> str:
+        return self.label or self.recipe
+
+
 @dataclass
 class BuildState:
     recipe: str
+    job: BuildJob | None = None
     state: str = "waiting"  # waiting, building, loading, done, failed, stopped
     step: str = ""
     fraction: float | None = None
@@ -42,7 +64,7 @@ class BackgroundBuilds:
     def __init__(
         self,
         repository: Path,
-        recipes: list[str],
+        recipes: list[str | BuildJob],
         log_dir: Path | None = None,
         *,
         quick: bool = False,  # the recipes' quick mode (tests)
@@ -51,7 +73,9 @@ class BackgroundBuilds:
         self.repository = repository
         self.quick = quick
         self.loader = loader
-        self.states = {name: BuildState(name) for name in recipes}
+        jobs = [j if isinstance(j, BuildJob) else BuildJob(j) for j in recipes]
+        self.states = {job.name: BuildState(job.recipe, job) for job in jobs}
+        self._news: list[str] = []  # lines the game says once (an upgrade arrived)
         self.log_dir = log_dir or cache_root() / "logs"
         self._stop = threading.Event()
         self._process: subprocess.Popen | None = None
@@ -66,33 +90,66 @@ class BackgroundBuilds:
         from maas.server.supervisor import _die_with_parent  # forked from this thread: it waits
 
         for state in self.states.values():
+            job = state.job or BuildJob(state.recipe)
             if self._stop.is_set():
                 state.state = "stopped"
                 continue
-            status_file = self.log_dir / f"build-{state.recipe}-{os.getpid()}.status.json"
-            state.log = self.log_dir / f"build-{state.recipe}-{os.getpid()}.log"
+            slug = job.name.split(" ")[0].lower()
+            status_file = self.log_dir / f"build-{slug}-{os.getpid()}.status.json"
+            state.log = self.log_dir / f"build-{slug}-{os.getpid()}.log"
             state.state = "building"
+            if job.prepare is not None:
+                try:
+                    job.prepare()
+                except Exception as error:
+                    state.state, state.load_error = "failed", f"cannot start it: {error}"
+                    continue
+            target = job.repository or self.repository
             command = [sys.executable, "-m", "maas.cli", "build", state.recipe,
-                       "--repository", str(self.repository)]  # fmt: skip
+                       "--repository", str(target), *job.args]  # fmt: skip
             if self.quick:
                 command.append("--quick")
             env = {**os.environ, STATUS_ENV: str(status_file), "COLUMNS": "100"}
+
+            def start_child(nice: int = job.nice) -> None:
+                _die_with_parent()
+                if nice:
+                    os.nice(nice)
+
             with state.log.open("w") as log:
                 self._process = subprocess.Popen(
                     command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                    start_new_session=True, preexec_fn=_die_with_parent,
+                    start_new_session=True, preexec_fn=start_child,
                 )  # fmt: skip
                 while self._process.poll() is None:
                     self._read_status(state, status_file)
                     self._stop.wait(1.0)
                     if self._stop.is_set():
-                        self._kill()
+                        self._kill(job.stop_grace_s)
             code = self._process.returncode
             with contextlib.suppress(OSError):
                 status_file.unlink()
             state.state = "stopped" if self._stop.is_set() else ("done" if code == 0 else "failed")
-            if state.state == "done" and self.loader is not None:
+            if state.state == "done" and job.publish is not None:
+                self._publish(state, job.publish)
+            elif state.state == "done" and self.loader is not None:
                 self._load(state)
+
+    def _publish(self, state: BuildState, publish: Callable[[BuildState], str]) -> None:
+        state.state, state.fraction, state.step = "loading", None, "publishing"
+        try:
+            news = publish(state)
+        except Exception as error:  # the reason, shown in the status line; the old serves
+            state.state, state.load_error = "failed", str(error)
+            return
+        state.state, state.step = "done", ""
+        if news:
+            self._news.append(news)
+
+    def news(self) -> list[str]:
+        """What happened since the last call that the player should hear about, once."""
+        taken, self._news = self._news, []
+        return taken
 
     def _load(self, state: BuildState) -> None:
         state.state, state.fraction = "loading", None
@@ -112,14 +169,14 @@ class BackgroundBuilds:
             data = json.loads(path.read_text())
             state.step, state.fraction = str(data.get("step", "")), data.get("fraction")
 
-    def _kill(self) -> None:
+    def _kill(self, grace_s: float = 10.0) -> None:
         process = self._process
         if process is None or process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -127,9 +184,9 @@ class BackgroundBuilds:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.is_alive():  # the build thread stops its child, with the job's grace
+            self._thread.join(timeout=max(s.job.stop_grace_s for s in self.states.values()) + 20)
         self._kill()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
 
     @property
     def finished(self) -> bool:
@@ -140,23 +197,25 @@ class BackgroundBuilds:
         if all(s.state == "done" for s in self.states.values()):
             return None
         parts = []
-        for state in self.states.values():
+        for name, state in self.states.items():
             if state.state == "building":
                 step = state.step or "starting"
-                parts.append(f"building {state.recipe}: {step}{_share(state.fraction)}")
+                parts.append(f"building {name}: {step}{_share(state.fraction)}")
             elif state.state == "loading":
-                parts.append(f"{state.recipe} built, {state.step}")
+                parts.append(f"{name} built, {state.step}")
             elif state.state == "failed" and state.load_error:
-                parts.append(f"{state.recipe} built, but {state.load_error}")
+                parts.append(f"{name} built, but {state.load_error}")
             elif state.state == "failed":
-                parts.append(f"{state.recipe} build failed (log: {state.log})")
+                parts.append(f"{name} build failed (log: {state.log})")
             elif state.state != "done":
-                parts.append(f"{state.recipe} {state.state}")
+                parts.append(f"{name} {state.state}")
         return "; ".join(parts)
 
     def waiting_for(self, model: str) -> str | None:
         """Why `model` cannot answer yet, if a build still owes it."""
         for state in self.states.values():
+            if state.job is not None and not state.job.owes_models:
+                continue  # an improvement: the models serve meanwhile
             owed = state.state in ("waiting", "building", "loading")
             if model in models_of(state.recipe) and owed:
                 if state.state == "waiting":

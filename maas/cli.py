@@ -488,6 +488,14 @@ def play(
             "TITLE.jsonl for `maas npc report`, never sent anywhere)",
         ),
     ] = False,
+    no_upgrade: Annotated[
+        bool,
+        typer.Option(
+            "--no-upgrade",
+            help="On a CPU machine, do not go on to train the larger NPC encoder (mpnet) in the "
+            "background and swap it in once built",
+        ),
+    ] = False,
 ) -> None:
     """Play the adventure; with no --url and no local server, starts one and builds models.
 
@@ -522,7 +530,7 @@ def play(
         try:
             models_ready(None, (), timeout_s=2)
         except ServerUnavailableError:
-            server, builds = _start_local_server(repository)
+            server, builds = _start_local_server(repository, upgrade=not no_upgrade)
     try:
         services = GameServices(url if server is None else server.config.http_url)
         playtest = None if no_log else PlaytestLog(
@@ -550,27 +558,38 @@ def build_missing(repository: Path) -> None:
         build(model=name, quick=False, repository=repository)
 
 
-def _start_local_server(repository: Path | None):
+def _start_local_server(repository: Path | None, *, upgrade: bool = True):
     """The game's own Triton on the default ports. Models not built yet are built in the
     background while the game runs and loaded through explicit model control once written
-    (the server listens on 127.0.0.1 only, and its admin API still wants the key)."""
-    from maas import recipes
+    (the server listens on 127.0.0.1 only, and its admin API still wants the key); on a CPU
+    machine the larger NPC encoder follows (maas/brain_upgrade.py)."""
+    from maas import brain_upgrade, recipes
     from maas.background_builds import BackgroundBuilds
     from maas.server import ServerConfig, TritonServer
 
     target = repository or default_repository()
     missing = recipes.missing(target)
+    upgrading = upgrade and brain_upgrade.wanted(target, npc_missing="npc" in missing)
     config = ServerConfig(repository=target)
-    if missing:
+    if missing or upgrading:
         config = dataclasses.replace(config, model_control=True, require_all_models=False)
     server = TritonServer(config)
     with console.status(f"Starting Triton for the game (log: {server.log_path})"):
         server.start()
     console.print(f"[green]Triton ready[/] in {server.startup_s:.1f} s")
-    if not missing:
+    jobs: list = list(missing)
+    if upgrading:
+        jobs.append(brain_upgrade.upgrade_job(target, server.config.http_url, server.admin_headers))
+    if not jobs:
         return server, None
-    console.print(f"Building {', '.join(missing)} in the background; the game opens now.")
-    return server, BackgroundBuilds(target, missing, loader=server.load_model).start()
+    if missing:
+        console.print(f"Building {', '.join(missing)} in the background; the game opens now.")
+    if upgrading:
+        console.print(
+            "Then the larger NPC encoder trains in the background (lowest priority, resumes "
+            "where it stopped) and replaces MiniLM once built; --no-upgrade skips it."
+        )
+    return server, BackgroundBuilds(target, jobs, loader=server.load_model).start()
 
 
 @app.command()

@@ -7,6 +7,7 @@ once, not every few seconds, that mnist has nothing to load)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 
@@ -86,3 +87,48 @@ def test_build_progress_says_its_share_is_of_the_whole_build(tmp_path):
     assert builds.waiting_for("npc_turn") == (
         "npc_turn is being built (maas build npc: train epoch 2/3 (64% of the build))"
     )
+
+
+def test_the_larger_brain_builds_in_the_background_and_swaps_in_live(quick_repository, tmp_path):
+    """The upgrade's plumbing with a quick build standing in for mpnet (a 400 MB download):
+    it builds outside the served repository, numbers its versions after the served ones, and
+    is swapped in while the server keeps answering; the game hears about it once."""
+    from maas import brain_upgrade
+    from maas_client.npc import NpcClient
+    from maas_client.npc_file import load_npc
+    from tests.test_npc_build import INNKEEPER
+
+    repository = tmp_path / "repo"
+    shutil.copytree(quick_repository[0], repository, ignore=shutil.ignore_patterns("retired"))
+    assert brain_upgrade.serving_base(repository) == "minilm"
+    assert brain_upgrade.wanted(repository, npc_missing=False) is not brain_upgrade.gpu_visible()
+    config = dataclasses.replace(server_config(repository, tmp_path), require_all_models=False)
+    npc = load_npc(INNKEEPER)
+    with TritonServer(config) as server, NpcClient(server.config.http_url) as client:
+        job = brain_upgrade.upgrade_job(
+            repository, server.config.http_url, server.admin_headers, args=()
+        )
+        assert not job.owes_models and job.nice == 19
+        builds = BackgroundBuilds(repository, [job], tmp_path / "logs", quick=True).start()
+        try:
+            answered = 0
+            deadline = time.monotonic() + 400
+            while not builds.finished:
+                assert time.monotonic() < deadline, builds.describe()
+                assert builds.waiting_for("npc_dialogue") is None  # the old brain answers
+                client.reply(npc, "got a room for the night?")
+                answered += 1
+                time.sleep(0.5)
+            assert builds.describe() is None, builds.describe()
+            (news,) = builds.news()
+            assert "sharper" in news and builds.news() == []
+        finally:
+            builds.stop()
+        assert client.reply(npc, "got a room for the night?").model_version == "2"
+        ready = server.model_states()
+        assert {(m.name, m.version) for m in ready if m.state == "READY"} >= {
+            ("npc_turn", "2"), ("npc_encoder", "2"), ("npc_bert", "2"), ("npc_tokenizer", "2")
+        }  # fmt: skip
+    assert answered > 10
+    assert not brain_upgrade.shadow_for(repository).exists()
+    assert json.loads((repository / "npc_turn/2/encoder.json").read_text())["version"] == 2

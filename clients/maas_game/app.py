@@ -359,6 +359,8 @@ class GameApp(App[None]):
 
     def _server_up(self, ready: dict[str, bool]) -> None:
         self.ready = ready
+        for line in self.builds.news() if self.builds is not None else []:
+            self.say(f"[green]{escape(line)}[/green]")
         self.update_status()
         if self.pending is not None and all(ready.values()):
             npc_id, text = self.pending

@@ -39,6 +39,8 @@ class Builds(Protocol):
 
     def waiting_for(self, model: str) -> str | None: ...  # why `model` cannot answer yet
 
+    def news(self) -> list[str]: ...  # lines to say once (the sharper NPC brain arrived)
+
 
 class GameServices:
     """Both model clients live in one thread of their own: tritonclient's HTTP client runs on
