@@ -67,23 +67,28 @@ def serve(
     metrics_host: Annotated[
         str, typer.Option(help="Address of the metrics port (no key exists for metrics)")
     ] = "127.0.0.1",
+    upgrade_brain: Annotated[bool, typer.Option(hidden=True)] = False,  # maas up's upgrade
 ) -> None:
     """Start Triton on this machine (no Docker) and serve the repository until Ctrl-C.
 
     Model control, statistics, trace, logging and shared memory answer only requests that
     carry the admin key (header maas-admin-key); inference, health and metadata stay open.
     """
+    from maas import brain_upgrade
     from maas.server import ServerConfig, TritonServer
     from maas_client.admin_key import find_or_create_key
 
     key, key_source = find_or_create_key(key_file)
+    target = repository or default_repository()
+    upgrading = upgrade_brain and brain_upgrade.wanted(target, npc_missing=False)
+    model_control = model_control or upgrading
     try:
         config = ServerConfig(
             admin_key=key,
             restrict_inference=restrict_inference,
             model_control=model_control,
             metrics_host=metrics_host,
-            repository=repository or default_repository(),
+            repository=target,
             host=host,
             http_port=http_port,
             grpc_port=grpc_port,
@@ -95,6 +100,7 @@ def serve(
         fail(str(error), 2)
     server = TritonServer(config)
     server.key_file = key_source
+    builds = None
     # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -102,20 +108,48 @@ def serve(
         with console.status(f"Starting Triton on {config.repository} (log: {server.log_path})"):
             server.start()
         print_ready(server)
-        shown = 0
+        if upgrading:
+            builds = _start_upgrade(server)
+        shown, said, said_at = 0, "", 0.0
         while server.is_running() or server.restarting:
             for heal in server.heals[shown:]:
                 console.print(f"[yellow]{heal}[/]")
             shown = len(server.heals)
+            if builds is not None:  # the upgrade's progress, a line a minute at most
+                for line in builds.news():
+                    console.print(f"[green]{escape(line)}[/]")
+                now = builds.describe() or ""
+                if now and now != said and time.monotonic() - said_at > 60:
+                    console.print(f"[dim]{escape(now)}[/]")
+                    said, said_at = now, time.monotonic()
             time.sleep(0.5)
         _stop_undisturbed(server)
         fail(f"Triton exited unexpectedly (code {server.returncode}); see {server.log_path}")
     except KeyboardInterrupt:
+        if builds is not None and not builds.finished:
+            console.print("Stopping the NPC brain upgrade (it resumes on the next start) ...")
+            builds.stop()
         console.print("Stopping Triton ...")
         code = _stop_undisturbed(server)
         console.print(f"Stopped (Triton exit code {code}).")
     finally:
+        if builds is not None:
+            builds.stop()
         _stop_undisturbed(server)  # errors while printing must not leave Triton running
+
+
+def _start_upgrade(server):
+    from maas import brain_upgrade
+    from maas.background_builds import BackgroundBuilds
+
+    repository = server.config.repository
+    job = brain_upgrade.upgrade_job(repository, server.config.http_url, server.admin_headers)
+    console.print(
+        f"[bold]{job.label}[/]: training in the background at the lowest priority (it resumes "
+        "where it stopped); it replaces MiniLM in this server once built. `maas up "
+        "--no-upgrade` skips it."
+    )
+    return BackgroundBuilds(repository, [job]).start()
 
 
 def _stop_undisturbed(server) -> int | None:
@@ -965,8 +999,19 @@ def up(
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port")] = (
         DEFAULT_METRICS_PORT
     ),
+    no_upgrade: Annotated[
+        bool,
+        typer.Option(
+            "--no-upgrade",
+            help="On a CPU machine, do not go on to train the larger NPC encoder (mpnet) in the "
+            "background and swap it into the server once built",
+        ),
+    ] = False,
 ) -> None:
-    """The main job: build whatever models are missing, then serve them."""
+    """The main job: build whatever models are missing, then serve them.
+
+    On a CPU machine the larger NPC encoder then trains in the background and replaces
+    MiniLM in the running server once built."""
     target = repository or default_repository()
     build_missing(target)
     serve(
@@ -977,6 +1022,11 @@ def up(
         metrics_port=metrics_port,
         log_file=None,
         verbose=False,
+        key_file=None,
+        restrict_inference=False,
+        model_control=False,
+        metrics_host="127.0.0.1",
+        upgrade_brain=not no_upgrade,
     )
 
 

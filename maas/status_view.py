@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from maas_client.status import CacheStatus, ServerStatus
+from maas_client.status import ENCODER_NAMES, CacheStatus, ServerStatus
 
 LEGEND = (
     "req: requests, fail: failed, batch: inferences per execution (what dynamic batching "
@@ -58,6 +58,9 @@ def status_view(found: ServerStatus) -> Group:
     parts: list = [Text.from_markup(f"Triton {found.version} at {found.url}: {health}"), table]
     if reasons:
         parts += reasons
+    for version, width in found.encoders:
+        base = ENCODER_NAMES.get(width, "an encoder of another size")
+        parts.append(Text(f"NPC brain: {base} (npc_encoder v{version}, {width} numbers a text)"))
     parts += [Text(cache_line(c)) for c in found.caches]
     if found.metrics_error:
         parts.append(Text(found.metrics_error, style="yellow"))

@@ -251,6 +251,7 @@ def test_status_shows_the_cache_at_80_columns(npc_server):
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "npc_turn v1 line cache:" in text and "hit rate" in text, result.stdout
+    assert "NPC brain: MiniLM (npc_encoder v1, 384 numbers a text)" in text
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
 
 

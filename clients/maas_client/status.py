@@ -61,6 +61,31 @@ class ServerStatus:
     models: list[ModelStatus] = field(default_factory=list)
     caches: list[CacheStatus] = field(default_factory=list)
     metrics_error: str = ""  # why the cache figures are missing, when they are
+    encoders: list[tuple[str, int]] = field(default_factory=list)  # npc_encoder: version, width
+
+
+ENCODER_NAMES = {384: "MiniLM", 768: "mpnet"}  # embedding width -> the base that gives it
+
+
+def encoder_widths(client: Any, versions: list[str]) -> list[tuple[str, int]]:
+    """Which NPC brain serves: each ready npc_encoder version's embedding width, asked with
+    one two-token text ([CLS] [SEP] in both bases' vocabularies). Inference is open."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    found = []
+    for version in versions:
+        inputs = []
+        for name in ("input_ids", "attention_mask"):
+            tensor = httpclient.InferInput(name, [1, 2], "INT64")
+            tensor.set_data_from_numpy(np.array([[101, 102]] if name == "input_ids" else [[1, 1]]))
+            inputs.append(tensor)
+        try:
+            result = client.infer("npc_encoder", inputs, model_version=version)
+            found.append((version, int(result.as_numpy("EMBEDDING__0").shape[-1])))
+        except Exception:  # a status page shows what it can
+            continue
+    return found
 
 
 CACHE_METRIC = re.compile(r"^maas_npc_cache_(\w+)\{([^}]*)\} ([0-9.eE+-]+)$")
@@ -165,6 +190,11 @@ def fetch_status(
             version = client.get_server_metadata(headers=admin).get("version", "?")
             index = client.get_model_repository_index(headers=admin)
             stats = _stats_by_model(client.get_inference_statistics(headers=admin))
+            encoders = encoder_widths(
+                client,
+                [str(e["version"]) for e in index
+                 if e["name"] == "npc_encoder" and e.get("state") == "READY"],
+            )  # fmt: skip
         except InferenceServerException as error:
             if error.status() == "403":
                 raise AdminKeyError(
@@ -206,6 +236,7 @@ def fetch_status(
         models=models,
         caches=caches,
         metrics_error=metrics_error,
+        encoders=encoders,
     )
 
 
