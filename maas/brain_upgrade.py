@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from maas.background_builds import BuildJob, BuildState
+from maas.errors import MaasError
 from maas.paths import cache_root, latest_version_dir, version_dirs
 from maas.recipes import models_of
 
@@ -72,6 +73,8 @@ def prepare_shadow(repository: Path, shadow: Path) -> Path:
         for version in version_dirs(repository / name):
             (target / version.name).mkdir()
             (target / version.name / PLACEHOLDER).touch()
+        for version in version_dirs(repository / name / "retired"):  # never reused either
+            (target / "retired" / version.name).mkdir(parents=True)
     return shadow
 
 
@@ -90,11 +93,11 @@ def move_in(repository: Path, shadow: Path) -> dict[str, int]:
     rename: Triton never sees half a folder). Refuses if the served one moved on meanwhile."""
     built = built_versions(shadow)
     if "npc_encoder" not in built:
-        raise RuntimeError(f"the upgrade build left no npc_encoder version in {shadow}")
+        raise MaasError(f"the upgrade build left no npc_encoder version in {shadow}")
     for name, folder in built.items():
         served = latest_version_dir(repository / name)
         if served is not None and int(served.name) >= int(folder.name):
-            raise RuntimeError(
+            raise MaasError(
                 f"{repository / name} has version {served.name} already (built meanwhile?); "
                 f"the upgrade's version {folder.name} stays in {shadow}"
             )
@@ -105,6 +108,38 @@ def move_in(repository: Path, shadow: Path) -> dict[str, int]:
         incoming.rename(repository / name / folder.name)
     shutil.rmtree(shadow, ignore_errors=True)
     return {name: int(folder.name) for name, folder in built.items()}
+
+
+def rollback(repository: Path, url: str | None, headers: dict[str, str]) -> dict[str, int]:
+    """The previous NPC brain serves again: each NPC model's newest version moves to
+    `<model>/retired/` (kept, its number never reused); with `url` the running server is
+    switched live, as the upgrade was. Returns the versions that serve now."""
+    from maas.live_swap import LiveSwap
+
+    newest, previous = {}, {}
+    for name in MODELS:
+        versions = version_dirs(repository / name)
+        if name == "npc_dialogue" or not versions:
+            continue  # the ensemble's one folder stays
+        if len(versions) < 2:
+            only = versions[-1].name
+            raise MaasError(f"{name} has only version {only}: nothing to go back to")
+        newest[name], previous[name] = versions[-1], int(versions[-2].name)
+
+    if not newest:
+        raise MaasError(f"no NPC model versions in {repository}: nothing to roll back")
+
+    def retire() -> None:
+        for name, folder in newest.items():
+            (repository / name / "retired").mkdir(exist_ok=True)
+            folder.rename(repository / name / "retired" / folder.name)
+
+    if url is None:
+        retire()
+    else:
+        with LiveSwap(url, headers, repository) as swap:
+            swap.switch(MODELS, previous, before_settle=retire)
+    return previous
 
 
 def upgrade_job(

@@ -29,7 +29,7 @@ from rich.progress import (
 )
 
 from maas.errors import MaasError
-from maas.paths import cache_root, latest_version_dir
+from maas.paths import cache_root, version_dirs
 
 console = Console(stderr=True)
 MODEL_CARD = "model_card.json"
@@ -89,9 +89,11 @@ def read_json_url(url: str) -> Any:
 
 
 def next_version_dir(model_dir: Path) -> Path:
-    """A new numbered folder after the highest one: builds never overwrite a version."""
-    latest = latest_version_dir(model_dir)
-    target = model_dir / str(int(latest.name) + 1 if latest else 1)
+    """A new numbered folder after the highest one, retired ones included (rollbacks move
+    versions to retired/): builds never overwrite or reuse a version."""
+    numbers = [int(v.name) for v in version_dirs(model_dir)]
+    numbers += [int(v.name) for v in version_dirs(model_dir / "retired")]
+    target = model_dir / str(max(numbers, default=0) + 1)
     target.mkdir()
     return target
 

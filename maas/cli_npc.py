@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from maas.cli_common import console, err_console, fail
+from maas.cli_common import KeyFileOption, RepositoryOption, console, err_console, fail
 
 npc_app = typer.Typer(help="Tools for NPC writers: what players said and how the model fared.")
 
@@ -65,3 +65,29 @@ def report(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(npc_app, name="npc")
+
+
+@npc_app.command()
+def rollback(
+    repository: RepositoryOption = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Also switch this running server back, live, without a restart"),
+    ] = None,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Serve the previous NPC brain again (e.g. MiniLM after the mpnet upgrade).
+
+    The newest version of each NPC model moves to <model>/retired/ (kept; its number is never
+    reused). With --url the server switches as the upgrade did: no failed or mixed turn."""
+    from maas import brain_upgrade
+    from maas.paths import default_repository
+    from maas_client.admin_key import find_key, headers
+    from maas_client.urls import normalize_url
+
+    target = repository or default_repository()
+    address = normalize_url(url) if url else None
+    serving = brain_upgrade.rollback(target, address, headers(find_key(key_file)))
+    where = f"on {address}" if address else "in the repository (the next start serves it)"
+    versions = ", ".join(f"{name} v{version}" for name, version in serving.items())
+    console.print(f"NPC brain rolled back {where}: {versions}", highlight=False)

@@ -20,6 +20,7 @@ from maas_game.app import GameApp, LockScreen
 from maas_game.canvas import RuneCanvas
 from maas_game.services import GameServices
 from maas_game.world import load_world
+from tests.cli_calls import maas
 from tests.conftest import server_config
 from tests.test_game_play import command, settle, typed_digit
 
@@ -129,6 +130,14 @@ def test_the_larger_brain_builds_in_the_background_and_swaps_in_live(quick_repos
         assert {(m.name, m.version) for m in ready if m.state == "READY"} >= {
             ("npc_turn", "2"), ("npc_encoder", "2"), ("npc_bert", "2"), ("npc_tokenizer", "2")
         }  # fmt: skip
+
+        back = maas("npc", "rollback", "--repository", str(repository),
+                    "--url", server.config.http_url, timeout=300)  # fmt: skip
+        assert back.returncode == 0, back.stderr
+        assert "npc_turn v1" in back.stdout and (repository / "npc_turn/retired/2").is_dir()
+        assert client.reply(npc, "got a room for the night?").model_version == "1"
+        again = maas("npc", "rollback", "--repository", str(repository), timeout=60)
+        assert again.returncode == 1 and "nothing to go back to" in again.stderr
     assert answered > 10
     assert not brain_upgrade.shadow_for(repository).exists()
-    assert json.loads((repository / "npc_turn/2/encoder.json").read_text())["version"] == 2
+    assert json.loads((repository / "npc_turn/retired/2/encoder.json").read_text())["version"] == 2
