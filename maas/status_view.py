@@ -8,7 +8,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from maas.recipes import recipe_for
 from maas_client.status import ENCODER_NAMES, CacheStatus, ServerStatus
+
+UNBUILT = "at least one version must be available"  # Triton's reason for a model without any
 
 LEGEND = (
     "req: requests, fail: failed, batch: inferences per execution (what dynamic batching "
@@ -43,7 +46,10 @@ def status_view(found: ServerStatus) -> Group:
         table.add_column(header, justify="right", no_wrap=True)
     reasons = []
     for m in found.models:
-        if m.reason:
+        if UNBUILT in m.reason:  # a configured model whose build has not written a version
+            recipe = recipe_for(m.name)
+            reasons.append(Text(f"{m.name}: not built yet (`maas build {recipe}`)", style="yellow"))
+        elif m.reason:
             reasons.append(Text(f"{m.name}: {m.reason}", style="yellow"))
         table.add_row(
             m.name,
