@@ -349,50 +349,54 @@ def train(
     )
     encoder.train()
     first = done  # batches a checkpoint already did
-    with Progress(*columns, console=console) as progress:
-        for number, batches in enumerate(epochs, 1):
-            task = progress.add_task(f"epoch {number}/{len(epochs)}", total=len(batches), loss=0)
-            before = sum(len(b) for b in epochs[: number - 1])
-            if first >= before + len(batches):
-                progress.update(task, completed=len(batches))
-                if len(losses) < number:  # saved on its last batch, before its mean was kept
-                    losses.append(round(totals / max(1, len(batches)), 4))
-                continue  # finished before the checkpoint
-            skip = max(0, first - before)
-            total = totals if skip else 0.0
-            progress.update(task, completed=skip, loss=total / max(1, skip))
-            for step, batch in enumerate(batches, 1):
-                if step <= skip:
-                    continue
-                query = embed([p.player for p in batch])
-                reply = embed([p.reply for p in batch])
-                same = torch.tensor(not_negatives(batch), device=device)
-                logits = (settings["scale"] * query @ reply.T).masked_fill(same, -1e4)
-                targets = torch.arange(len(batch), device=device)
-                loss = torch.nn.functional.cross_entropy(logits, targets)
-                if settings["symmetric"]:  # also pick the player line for each reply
-                    loss = (loss + torch.nn.functional.cross_entropy(logits.T, targets)) / 2
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += loss.item()
-                done, totals = before + step, total
-                progress.update(task, advance=1, loss=total / step)
-                report_status(f"train epoch {number}/{len(epochs)}", done / steps)
-                if checkpoint is not None and (stop_requested or checkpoint.due()):
-                    checkpoint.save(state())
-                    if stop_requested:
-                        console.print(f"Stopped after {done} of {steps} batches; saved to resume")
-                        raise SystemExit(143)
-            losses.append(round(total / max(1, len(batches)), 4))
-            totals = 0.0
-            if not console.is_terminal:  # logs get a line per epoch instead of a live bar
-                console.print(f"epoch {number}/{len(epochs)}: mean loss {losses[-1]:.4f}")
-    if checkpoint is not None:
-        signal.signal(signal.SIGTERM, previous_handler)
-        if done > first:  # stopped during evaluation or export, a rerun skips the training
-            checkpoint.save(state())
+    try:
+        with Progress(*columns, console=console) as progress:
+            for number, batches in enumerate(epochs, 1):
+                title = f"epoch {number}/{len(epochs)}"
+                task = progress.add_task(title, total=len(batches), loss=0)
+                before = sum(len(b) for b in epochs[: number - 1])
+                if first >= before + len(batches):
+                    progress.update(task, completed=len(batches))
+                    if len(losses) < number:  # saved on its last batch, before its mean was kept
+                        losses.append(round(totals / max(1, len(batches)), 4))
+                    continue  # finished before the checkpoint
+                skip = max(0, first - before)
+                total = totals if skip else 0.0
+                progress.update(task, completed=skip, loss=total / max(1, skip))
+                for step, batch in enumerate(batches, 1):
+                    if step <= skip:
+                        continue
+                    query = embed([p.player for p in batch])
+                    reply = embed([p.reply for p in batch])
+                    same = torch.tensor(not_negatives(batch), device=device)
+                    logits = (settings["scale"] * query @ reply.T).masked_fill(same, -1e4)
+                    targets = torch.arange(len(batch), device=device)
+                    loss = torch.nn.functional.cross_entropy(logits, targets)
+                    if settings["symmetric"]:  # also pick the player line for each reply
+                        loss = (loss + torch.nn.functional.cross_entropy(logits.T, targets)) / 2
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    total += loss.item()
+                    done, totals = before + step, total
+                    progress.update(task, advance=1, loss=total / step)
+                    report_status(f"train epoch {number}/{len(epochs)}", done / steps)
+                    if checkpoint is not None and (stop_requested or checkpoint.due()):
+                        checkpoint.save(state())
+                        if stop_requested:
+                            said = f"Stopped after {done} of {steps} batches; saved to resume"
+                            console.print(said)
+                            raise SystemExit(143)
+                losses.append(round(total / max(1, len(batches)), 4))
+                totals = 0.0
+                if not console.is_terminal:  # logs get a line per epoch instead of a live bar
+                    console.print(f"epoch {number}/{len(epochs)}: mean loss {losses[-1]:.4f}")
+    finally:  # whatever ends the loop, SIGTERM means again what it meant before
+        if checkpoint is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    if checkpoint is not None and done > first:
+        checkpoint.save(state())  # stopped during evaluation or export: no training again
     encoder.eval().cpu()  # exported and served from the CPU copy (Triton moves it where it runs)
     return losses
 

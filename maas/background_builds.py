@@ -94,16 +94,16 @@ class BackgroundBuilds:
             if self._stop.is_set():
                 state.state = "stopped"
                 continue
-            slug = job.name.split(" ")[0].lower()
-            status_file = self.log_dir / f"build-{slug}-{os.getpid()}.status.json"
-            state.log = self.log_dir / f"build-{slug}-{os.getpid()}.log"
-            state.state = "building"
             if job.prepare is not None:
                 try:
                     job.prepare()
-                except Exception as error:
-                    state.state, state.load_error = "failed", f"cannot start it: {error}"
+                except Exception as error:  # said in the status line; the next job runs
+                    state.state, state.step = "failed", f"could not start: {error}"
                     continue
+            slug = state.recipe + ("-upgrade" if not job.owes_models else "")
+            status_file = self.log_dir / f"build-{slug}-{os.getpid()}.status.json"
+            state.log = self.log_dir / f"build-{slug}-{os.getpid()}.log"
+            state.state = "building"
             target = job.repository or self.repository
             command = [sys.executable, "-m", "maas.cli", "build", state.recipe,
                        "--repository", str(target), *job.args]  # fmt: skip
@@ -205,6 +205,8 @@ class BackgroundBuilds:
                 parts.append(f"{name} built, {state.step}")
             elif state.state == "failed" and state.load_error:
                 parts.append(f"{name} built, but {state.load_error}")
+            elif state.state == "failed" and state.log is None:
+                parts.append(f"{name} {state.step}")
             elif state.state == "failed":
                 parts.append(f"{name} build failed (log: {state.log})")
             elif state.state != "done":

@@ -35,23 +35,33 @@ def gpu_visible() -> bool:
     return Path("/dev/nvidiactl").exists() and devices not in ("", "-1")
 
 
-def serving_base(repository: Path) -> str | None:
-    """The base encoder of the newest npc_encoder version (its model card), None if unbuilt."""
-    newest = latest_version_dir(repository / "npc_encoder")
-    if newest is None:
-        return None
+def _base_of(version: Path) -> str:
     try:
-        card = json.loads((newest / "model_card.json").read_text())
+        card = json.loads((version / "model_card.json").read_text())
     except (OSError, ValueError):
         return "minilm"  # built before cards named a base: MiniLM was the only one
     base = card.get("settings", {}).get("base", "minilm")
     return "minilm" if base in ("auto", None) else str(base)
 
 
+def serving_base(repository: Path) -> str | None:
+    """The base encoder of the newest npc_encoder version (its model card), None if unbuilt."""
+    newest = latest_version_dir(repository / "npc_encoder")
+    return None if newest is None else _base_of(newest)
+
+
+def retired_upgrade(repository: Path) -> bool:
+    """An mpnet brain was rolled back (or failed to swap in): the user's choice stands."""
+    retired = version_dirs(repository / "npc_encoder" / "retired")
+    return any(_base_of(v) == UPGRADE_BASE for v in retired)
+
+
 def wanted(repository: Path, *, npc_missing: bool) -> bool:
     """Whether this machine should go on to mpnet: a CPU machine whose brain is (or is about
     to be) MiniLM, with the NPC models configured."""
     if gpu_visible() or not (repository / "npc_encoder" / "config.pbtxt").exists():
+        return False
+    if retired_upgrade(repository):
         return False
     return npc_missing or serving_base(repository) == "minilm"
 
@@ -101,13 +111,29 @@ def move_in(repository: Path, shadow: Path) -> dict[str, int]:
                 f"{repository / name} has version {served.name} already (built meanwhile?); "
                 f"the upgrade's version {folder.name} stays in {shadow}"
             )
+    incoming = {name: repository / name / f".incoming-{f.name}" for name, f in built.items()}
+    try:  # every copy first, then the renames: a full disk leaves no model half upgraded
+        for name, folder in built.items():
+            shutil.rmtree(incoming[name], ignore_errors=True)
+            shutil.copytree(folder, incoming[name])
+    except OSError as error:
+        for path in incoming.values():
+            shutil.rmtree(path, ignore_errors=True)
+        raise MaasError(f"cannot move the upgrade into {repository}: {error}") from None
     for name, folder in built.items():
-        incoming = repository / name / f".incoming-{folder.name}"
-        shutil.rmtree(incoming, ignore_errors=True)
-        shutil.copytree(folder, incoming)
-        incoming.rename(repository / name / folder.name)
+        incoming[name].rename(repository / name / folder.name)
     shutil.rmtree(shadow, ignore_errors=True)
     return {name: int(folder.name) for name, folder in built.items()}
+
+
+def retire_versions(repository: Path, versions: dict[str, int]) -> None:
+    """Moves these version folders to `<model>/retired/` (a swap that failed half way: the
+    next start must not serve them)."""
+    for name, version in versions.items():
+        folder = repository / name / str(version)
+        if folder.is_dir():
+            (repository / name / "retired").mkdir(exist_ok=True)
+            folder.rename(repository / name / "retired" / str(version))
 
 
 def rollback(repository: Path, url: str | None, headers: dict[str, str]) -> dict[str, int]:
@@ -156,12 +182,19 @@ def upgrade_job(
         from maas.live_swap import LiveSwap, newest_versions
 
         state.step = "swapping it into the server"
+        published: dict[str, int] = {}
+
+        def publish_folders() -> None:
+            published.update(move_in(repository, shadow))
+
         with LiveSwap(url, headers, repository) as swap:
-            swap.switch(
-                MODELS,
-                lambda: newest_versions(repository, MODELS),
-                publish=lambda: move_in(repository, shadow),
-            )
+            try:
+                swap.switch(
+                    MODELS, lambda: newest_versions(repository, MODELS), publish=publish_folders
+                )
+            except Exception:
+                retire_versions(repository, published)  # the previous brain stays, next time too
+                raise
         version = latest_version_dir(repository / "npc_turn")
         return (
             f"The NPC brain is sharper now: {UPGRADE_BASE} answers from here on "

@@ -127,6 +127,7 @@ def serve(
         fail(f"Triton exited unexpectedly (code {server.returncode}); see {server.log_path}")
     except KeyboardInterrupt:
         if builds is not None and not builds.finished:
+            _ignore_signals()  # a second Ctrl-C must not cut the checkpoint short
             console.print("Stopping the NPC brain upgrade (it resumes on the next start) ...")
             builds.stop()
         console.print("Stopping Triton ...")
@@ -152,10 +153,14 @@ def _start_upgrade(server):
     return BackgroundBuilds(repository, [job]).start()
 
 
-def _stop_undisturbed(server) -> int | None:
-    """Stop with further Ctrl-C/SIGTERM ignored, so a second signal cannot cut cleanup short."""
+def _ignore_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _stop_undisturbed(server) -> int | None:
+    """Stop with further Ctrl-C/SIGTERM ignored, so a second signal cannot cut cleanup short."""
+    _ignore_signals()
     return server.close()
 
 
@@ -576,6 +581,9 @@ def play(
         services.close()
     finally:
         if builds is not None:
+            _ignore_signals()
+            if not builds.finished:
+                console.print("Stopping the background builds (an upgrade saves to resume) ...")
             builds.stop()
         if server is not None:
             console.print("Stopping the local Triton ...")

@@ -128,7 +128,7 @@ def _table(title: str, hint: str, findings: list[Finding], head: str, top: int) 
     table.add_column("what players said", ratio=3, overflow="fold")
     for finding in findings[:top]:
         table.add_row(
-            str(finding.count), finding.key, f"{max(finding.scores):.2f}", _said(finding, 3)
+            str(finding.count), Text(finding.key), f"{max(finding.scores):.2f}", _said(finding, 3)
         )
     if len(findings) > top:
         table.add_row("", Text(f"+{len(findings) - top} more", style="dim"), "", "")
@@ -140,9 +140,10 @@ def render(findings: list[NpcFindings], console: Console, *, top: int = 8) -> No
         share = found.understood / found.turns if found.turns else 0.0
         versions = ", ".join(f"{v} ({n})" for v, n in found.versions.most_common())
         parts: list[Any] = [
-            Text.from_markup(
-                f"[bold]{found.npc}[/]: {found.turns} turns, {share:.0%} understood, "
-                f"{sum(f.count for f in found.flagged.values())} flagged wrong"
+            Text.assemble(
+                (found.npc, "bold"),
+                f": {found.turns} turns, {share:.0%} understood, "
+                f"{sum(f.count for f in found.flagged.values())} flagged wrong",
             ),
             Text(f"served by {versions}", style="dim"),
         ]

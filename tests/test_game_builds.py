@@ -144,3 +144,22 @@ def test_the_larger_brain_builds_in_the_background_and_swaps_in_live(quick_repos
     assert answered > 10
     assert not brain_upgrade.shadow_for(repository).exists()
     assert json.loads((repository / "npc_turn/retired/2/encoder.json").read_text())["version"] == 2
+
+
+def test_a_rolled_back_upgrade_is_not_trained_again(tmp_path, monkeypatch):
+    """`maas npc rollback` (or a swap that failed) retires mpnet: the next start keeps MiniLM
+    instead of spending 90 minutes on the brain the user turned away."""
+    from maas import brain_upgrade
+
+    monkeypatch.setattr(brain_upgrade, "gpu_visible", lambda: False)
+    encoder = tmp_path / "npc_encoder"
+    (encoder / "1").mkdir(parents=True)
+    (encoder / "config.pbtxt").write_text('name: "npc_encoder"\n')
+    (encoder / "1" / "model_card.json").write_text('{"settings": {"base": "minilm"}}')
+    assert brain_upgrade.wanted(tmp_path, npc_missing=False)
+    (encoder / "retired" / "2").mkdir(parents=True)
+    (encoder / "retired" / "2" / "model_card.json").write_text('{"settings": {"base": "mpnet"}}')
+    assert not brain_upgrade.wanted(tmp_path, npc_missing=False)
+    monkeypatch.setattr(brain_upgrade, "gpu_visible", lambda: True)
+    (encoder / "retired" / "2" / "model_card.json").unlink()
+    assert not brain_upgrade.wanted(tmp_path, npc_missing=True)  # a GPU builds mpnet first

@@ -39,11 +39,17 @@ def test_turns_flags_and_what_the_report_makes_of_them(tmp_path):
     turn(log, "is it safe down there", [0.3, 0.1, 0.62])
     log.flag_wrong("she talked about stairs")
     turn(log, "where do i sleep and eat", [0.61, 0.6, 0.1])  # near miss: room / food
-    (tmp_path / "play.jsonl").open("a").write("not json\n")
+    with (tmp_path / "play.jsonl").open("a") as log_file:
+        log_file.write("not json\n")
+        bad = {"kind": "turn", "turn": "x", "npc": "[bold]B", "said": "hi", "understood": True}
+        log_file.write(json.dumps({**bad, "best": {"id": "room", "score": "high"}}) + "\n")
 
     contents = read_logs([tmp_path / "play.jsonl"])
     assert len(contents.turns) == 6 and len(contents.flagged) == 1
-    assert contents.skipped == [f"{tmp_path / 'play.jsonl'}:8: not JSON"]
+    assert contents.skipped == [
+        f"{tmp_path / 'play.jsonl'}:8: not JSON",
+        f"{tmp_path / 'play.jsonl'}:9: turn without a valid best",
+    ]
     first = contents.turns[0]
     assert first["understood"] is False and first["reply"] == NPC.fallback
     assert first["best"]["id"] == "food" and first["second"]["id"] == "cellar"

@@ -126,6 +126,7 @@ def read_logs(paths: Iterable[Path]) -> LogContents:
                 contents.flagged.add(record["turn"])
             elif record.get("kind") == "turn":
                 wrong = [k for k, kind in _TURN_KEYS.items() if not isinstance(record.get(k), kind)]
+                wrong += [k for k in ("best", "second") if not _line_ok(record.get(k))]
                 if wrong:
                     contents.skipped.append(f"{where}: turn without a valid {', '.join(wrong)}")
                 else:
@@ -133,6 +134,18 @@ def read_logs(paths: Iterable[Path]) -> LogContents:
             else:
                 contents.skipped.append(f"{where}: unknown kind {record.get('kind')!r}")
     return contents
+
+
+def _line_ok(value: Any) -> bool:
+    """A turn's best or second line: None, or an id and a numeric score."""
+    if value is None:
+        return True
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("id"), str)
+        and isinstance(value.get("score"), int | float)
+        and not isinstance(value.get("score"), bool)
+    )
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
