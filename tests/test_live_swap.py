@@ -156,9 +156,9 @@ def test_a_new_brain_swaps_in_and_back_under_load_without_a_failed_or_mixed_requ
 
             with Players(server.config.http_url) as load:
                 load.references = players.references
-                time.sleep(2)
+                time.sleep(1)
                 swap.switch(MODELS, lambda: newest_versions(repository, MODELS), publish=publish)
-                time.sleep(2)
+                time.sleep(1)
                 up = dict(load.counts)
                 assert swap.ready_versions()["npc_turn"] == [2]
                 assert swap.ready_versions()["npc_bert"] == [2]
@@ -169,7 +169,7 @@ def test_a_new_brain_swaps_in_and_back_under_load_without_a_failed_or_mixed_requ
                         (repository / name / "2").rename(repository / name / "retired" / "2")
 
                 swap.switch(MODELS, {n: 1 for n in MODELS}, before_settle=retire)
-                time.sleep(2)
+                time.sleep(1)
             down = {k: v - up[k] for k, v in load.counts.items()}
             assert up["requests"] > 20 and down["requests"] > 20, (up, down)
             assert up["failed"] == up["mixed"] == 0, load.errors[:5]
