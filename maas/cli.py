@@ -204,6 +204,7 @@ def key(
 def status(
     url: UrlOption = None,
     key_file: KeyFileOption = None,
+    repository: RepositoryOption = None,
     metrics_url: Annotated[
         str | None,
         typer.Option(
@@ -211,13 +212,30 @@ def status(
         ),
     ] = None,
 ) -> None:
-    """Health, versions, states and Triton's statistics of each model, and npc_turn's cache."""
+    """Health, versions, states and Triton's statistics of each model, and npc_turn's cache.
+
+    For a server on this machine, models configured in --repository without a version yet
+    (a build still owes them) are named too."""
     from maas.status_view import status_view
     from maas_client.admin_key import find_key
     from maas_client.status import fetch_status
+    from maas_client.urls import normalize_url
 
     found = fetch_status(url, admin_key=find_key(key_file), metrics_url=metrics_url)
-    console.print(status_view(found))
+    unbuilt: tuple[str, ...] = ()
+    host = normalize_url(url).rsplit(":", 1)[0]
+    if host in ("127.0.0.1", "localhost", "[::1]"):
+        from maas.paths import latest_version_dir
+
+        target = repository or default_repository()
+        known = {m.name for m in found.models}
+        unbuilt = tuple(
+            sorted(
+                p.parent.name for p in target.glob("*/config.pbtxt")
+                if p.parent.name not in known and latest_version_dir(p.parent) is None
+            )
+        )  # fmt: skip
+    console.print(status_view(found, unbuilt))
     if not found.ready:
         raise typer.Exit(1)
 

@@ -11,7 +11,8 @@ from rich.text import Text
 from maas.recipes import recipe_for
 from maas_client.status import ENCODER_NAMES, CacheStatus, ServerStatus
 
-UNBUILT = "at least one version must be available"  # Triton's reason for a model without any
+# Triton's reasons for a configured model without a version folder (index, load error)
+UNBUILT = ("No model version was found", "at least one version must be available")
 
 LEGEND = (
     "req: requests, fail: failed, batch: inferences per execution (what dynamic batching "
@@ -36,7 +37,9 @@ def cache_line(cache: CacheStatus) -> str:
     )
 
 
-def status_view(found: ServerStatus) -> Group:
+def status_view(found: ServerStatus, unbuilt: tuple[str, ...] = ()) -> Group:
+    """`unbuilt`: models configured in the server's repository without a version yet, which
+    Triton's index does not list at all."""
     health = "[green]ready[/]" if found.ready else "[yellow]live, not ready[/]"
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("model", overflow="fold", ratio=1)  # full names, folded when long
@@ -46,7 +49,7 @@ def status_view(found: ServerStatus) -> Group:
         table.add_column(header, justify="right", no_wrap=True)
     reasons = []
     for m in found.models:
-        if UNBUILT in m.reason:  # a configured model whose build has not written a version
+        if any(text in m.reason for text in UNBUILT):  # its build has not written a version
             recipe = recipe_for(m.name)
             reasons.append(Text(f"{m.name}: not built yet (`maas build {recipe}`)", style="yellow"))
         elif m.reason:
@@ -62,6 +65,8 @@ def status_view(found: ServerStatus) -> Group:
             _ms(m.avg_compute_ms),
         )
     parts: list = [Text.from_markup(f"Triton {found.version} at {found.url}: {health}"), table]
+    for name in unbuilt:
+        reasons.append(Text(f"{name}: not built yet (`maas build {recipe_for(name)}`)", "yellow"))
     if reasons:
         parts += reasons
     for version, width in found.encoders:

@@ -49,7 +49,10 @@ async def test_the_game_opens_while_mnist_is_built_and_uses_it_once_it_arrives(
                 assert app.ready == {"npc_dialogue": True, "mnist": False}
                 status = " ".join(str(app.query_one("#status", Static).render()).split())
                 assert "building mnist" in status or "mnist waiting" in status, status
-                listed = maas("status", "--url", server.config.http_url, timeout=60)
+                listed = maas(
+                    "status", "--url", server.config.http_url, "--repository", str(repository),
+                    timeout=60,
+                )  # fmt: skip
                 assert listed.returncode == 1, listed.stdout  # not ready: mnist is missing
                 assert "mnist: not built yet (`maas build mnist`)" in listed.stdout
                 await command(pilot, "/go north")
