@@ -65,19 +65,12 @@ class LiveSwap:
     def file_config(self, name: str) -> dict[str, Any]:
         """config.pbtxt as the load API takes it. A plain load would not do: Triton skips a
         model whose folder has not changed, so an override would stay."""
-        from google.protobuf import json_format, text_format
-        from tritonclient.grpc import model_config_pb2
+        from maas.model_config import ConfigError, read_config
 
-        path = self.repository / name / "config.pbtxt"
         try:
-            parsed = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-        except (OSError, text_format.ParseError) as error:
-            raise SwapError(f"cannot read {path}: {error}") from None
-        return json_format.MessageToDict(parsed, preserving_proto_field_name=True)
-
-    def config(self, name: str) -> dict[str, Any]:
-        read = lambda: self.client.get_model_config(name, headers=self.headers)  # noqa: E731
-        return self._call(f"read {name}'s config", read)
+            return read_config(self.repository / name / "config.pbtxt")
+        except ConfigError as error:
+            raise SwapError(f"cannot read {error}") from None
 
     def load(self, name: str, config: dict[str, Any] | None = None) -> None:
         text = json.dumps(config) if config is not None else None
